@@ -1,0 +1,1 @@
+"""The `usersvc` console script: one entry point, a sub-command per process."""

@@ -1,0 +1,101 @@
+"""Typed settings for every process.
+
+Precedence, highest first: values passed to the constructor, environment variables (upper-case
+names, e.g. `DATABASE_URL`), the TOML file named by `USERSVC_CONFIG` (default `./config.toml`),
+then the defaults below. A bad value stops start-up with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "USERSVC_CONFIG"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class SettingsError(RuntimeError):
+    """Start-up configuration is invalid; the message names each bad key."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    esdb_connection_string: str = "esdb://localhost:2113?tls=false"
+    database_url: SecretStr | None = None
+    database_schema: str = "eventsourcing"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=5000, ge=0, le=65535)
+    # Seconds the service waits for EventStoreDB before answering 503.
+    esdb_timeout: float = Field(default=5.0, gt=0)
+    db_pool_min: int = Field(default=1, ge=0)
+    db_pool_max: int = Field(default=10, ge=1)
+
+    worker_name: str = "usersvc-read-model"
+    worker_batch_size: int = Field(default=500, ge=1, le=100_000)
+    # Seconds the worker waits to fill a batch once it has at least one event.
+    worker_batch_wait: float = Field(default=0.005, ge=0)
+    worker_backoff_initial: float = Field(default=0.2, gt=0)
+    worker_backoff_max: float = Field(default=10.0, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("database_schema")
+    @classmethod
+    def _schema_is_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("must be a lower-case SQL identifier (letters, digits, '_')")
+        return value
+
+    @field_validator("esdb_connection_string")
+    @classmethod
+    def _esdb_scheme(cls, value: str) -> str:
+        if not value.startswith(("esdb://", "esdb+discover://")):
+            raise ValueError("must start with esdb:// or esdb+discover://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise SettingsError("database_url: not set (DATABASE_URL or config.toml)")
+        return self.database_url.get_secret_value()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get(CONFIG_ENV, "config.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_path))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings or raise `SettingsError` naming every bad key."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '?'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid configuration: {problems}") from None

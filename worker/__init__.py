@@ -1,0 +1,1 @@
+"""The read-model side: migrations, the projection, the live projector process and replay."""
