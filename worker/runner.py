@@ -1,0 +1,169 @@
+"""The worker process's composition root: clients, signals, reconnects and the exit code.
+
+Exit codes: 0 after a requested stop (SIGTERM, SIGINT or the `stop` event), 1 when an event of a
+known type cannot be projected (the log names its position) or on an unexpected error. Lost
+connections to EventStoreDB or PostgreSQL, and subscriptions that end or fail, are retried with
+bounded exponential backoff, each attempt logged, resuming from the stored checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import psycopg
+from esdbclient import EventStoreDBClient
+from esdbclient.exceptions import EventStoreDBClientException
+
+from usersvc.settings import Settings
+from worker import source
+from worker.backoff import Backoff
+from worker.feed import Subscription, SubscriptionEnded
+from worker.projection import Projection, ProjectionError
+from worker.projector import Projector
+
+log = logging.getLogger(__name__)
+
+PG_CONNECT_TIMEOUT = 5
+_PG_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+_ESDB_ERRORS = (EventStoreDBClientException, SubscriptionEnded)
+
+
+def application_name(settings: Settings) -> str:
+    """The `application_name` of the worker's PostgreSQL connection (see pg_stat_activity)."""
+    return f"usersvc-worker {settings.database_schema}:{settings.worker_name}"[:63]
+
+
+def run(settings: Settings, *, stop: threading.Event | None = None) -> int:
+    """Run the worker until `stop` is set or a signal arrives; return the exit code."""
+    stop = stop or threading.Event()
+    restore = _install_signal_handlers(stop)
+    try:
+        return _Worker(settings, stop).run()
+    finally:
+        restore()
+
+
+class _Worker:
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.backoff = Backoff(settings.worker_backoff_initial, settings.worker_backoff_max)
+        self.projector = Projector(
+            Projection(settings.database_schema, settings.worker_name),
+            batch_size=settings.worker_batch_size,
+            batch_wait=settings.worker_batch_wait,
+            on_progress=self.backoff.reset,
+        )
+        self.conn: psycopg.Connection[Any] | None = None
+        self.client: EventStoreDBClient | None = None
+
+    def run(self) -> int:
+        database_url = self.settings.require_database_url()
+        log.info(
+            "worker %r projecting into schema %s",
+            self.settings.worker_name,
+            self.settings.database_schema,
+        )
+        try:
+            while not self.stop.is_set():
+                try:
+                    conn = self._connection(database_url)
+                    self.projector.run(conn, self._subscribe, self.stop)
+                except ProjectionError as exc:
+                    log.critical("stopping: %s", exc)
+                    return 1
+                except _PG_ERRORS as exc:
+                    self._close_connection()
+                    self._wait("PostgreSQL", exc)
+                except _ESDB_ERRORS as exc:
+                    self._close_client()
+                    self._wait("EventStoreDB", exc)
+            return 0
+        except Exception:
+            log.exception("worker failed")
+            return 1
+        finally:
+            self._close_connection()
+            self._close_client()
+
+    def _wait(self, what: str, exc: BaseException) -> None:
+        delay = self.backoff.next_delay()
+        log.warning(
+            "%s unavailable (attempt %d): %s; retrying in %.2f s from the stored checkpoint",
+            what,
+            self.backoff.attempt,
+            _describe(exc),
+            delay,
+        )
+        self.stop.wait(delay)
+
+    def _connection(self, database_url: str) -> psycopg.Connection[Any]:
+        if self.conn is None or self.conn.closed:
+            self.conn = psycopg.connect(
+                database_url,
+                autocommit=True,
+                connect_timeout=PG_CONNECT_TIMEOUT,
+                application_name=application_name(self.settings),
+            )
+            log.info("connected to PostgreSQL")
+        return self.conn
+
+    def _subscribe(self, position: int | None) -> Subscription:
+        if self.client is None:
+            self.client = EventStoreDBClient(self.settings.esdb_connection_string)
+            log.info("connected to EventStoreDB")
+        subscription: Subscription = self.client.subscribe_to_all(
+            commit_position=position,
+            include_checkpoints=True,
+            include_caught_up=True,
+            window_size=source.WINDOW_SIZE,
+            checkpoint_interval_multiplier=source.CHECKPOINT_INTERVAL_MULTIPLIER,
+            **source.subscription_filter(),
+        )
+        return subscription
+
+    def _close_connection(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                log.debug("closing the PostgreSQL connection failed", exc_info=True)
+            self.conn = None
+
+    def _close_client(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception:
+                log.debug("closing the EventStoreDB client failed", exc_info=True)
+            self.client = None
+
+
+def _describe(exc: BaseException) -> str:
+    cause = exc.__cause__
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return f"{text} (caused by {type(cause).__name__}: {cause})" if cause is not None else text
+
+
+def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM and SIGINT set `stop` (the batch in flight is committed, then the worker exits 0).
+    Only possible in the main thread; elsewhere the caller's `stop` is the only way."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; stopping after the batch in flight", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
