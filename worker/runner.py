@@ -29,6 +29,10 @@ from worker.projector import Projector
 log = logging.getLogger(__name__)
 
 PG_CONNECT_TIMEOUT = 5
+# Seconds between attempts of a standby worker to take over the advisory lock.
+STANDBY_POLL = 1.0
+# Mixed with the schema and worker name into the advisory lock key ("uswk").
+_LOCK_NAMESPACE = 0x7573776B
 _PG_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 _ESDB_ERRORS = (EventStoreDBClientException, SubscriptionEnded)
 
@@ -61,6 +65,7 @@ class _Worker:
         )
         self.conn: psycopg.Connection[Any] | None = None
         self.client: EventStoreDBClient | None = None
+        self.standing_by = False
 
     def run(self) -> int:
         database_url = self.settings.require_database_url()
@@ -73,6 +78,8 @@ class _Worker:
             while not self.stop.is_set():
                 try:
                     conn = self._connection(database_url)
+                    if not self._lead(conn):
+                        continue
                     self.projector.run(conn, self._subscribe, self.stop)
                 except ProjectionError as exc:
                     log.critical("stopping: %s", exc)
@@ -102,6 +109,24 @@ class _Worker:
         )
         self.stop.wait(delay)
 
+    def _lead(self, conn: psycopg.Connection[Any]) -> bool:
+        """Take the session advisory lock of this schema and worker name, so that one worker at a
+        time projects (others stand by). It is released when the connection ends."""
+        key = f"{self.settings.database_schema}:{self.settings.worker_name}"
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, key)
+        ).fetchone()
+        if row is not None and row[0]:
+            if self.standing_by:
+                log.info("took over the lock for %s", key)
+                self.standing_by = False
+            return True
+        if not self.standing_by:
+            log.info("another worker holds the lock for %s; standing by", key)
+            self.standing_by = True
+        self.stop.wait(STANDBY_POLL)
+        return False
+
     def _connection(self, database_url: str) -> psycopg.Connection[Any]:
         if self.conn is None or self.conn.closed:
             self.conn = psycopg.connect(
@@ -116,7 +141,7 @@ class _Worker:
     def _subscribe(self, position: int | None) -> Subscription:
         if self.client is None:
             self.client = EventStoreDBClient(self.settings.esdb_connection_string)
-            log.info("connected to EventStoreDB")
+            log.debug("created the EventStoreDB client")
         subscription: Subscription = self.client.subscribe_to_all(
             commit_position=position,
             include_checkpoints=True,
