@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -32,6 +32,10 @@ from usersvc.records import StoredEvent
 # Channel of the notification sent by every transaction that moves a checkpoint. The payload is
 # `<schema>:<checkpoint name>:<commit position>`.
 NOTIFY_CHANNEL = "usersvc_checkpoint"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class ProjectionError(RuntimeError):
@@ -61,7 +65,7 @@ def notify_payload(schema: str, checkpoint_name: str, position: int) -> str:
 @dataclass(slots=True)
 class _Rows:
     usernames: list[str]
-    created_at: list[datetime]
+    created_at: list[int]  # microseconds since the Unix epoch (much cheaper to send than datetimes)
     full_names: list[str]
     event_ids: list[UUID]
     positions: list[int]
@@ -85,7 +89,7 @@ def _decode(events: Sequence[StoredEvent]) -> tuple[_Rows, int]:
                 f"username {user.username!r} does not match the stream name",
             )
         rows.usernames.append(user.username)
-        rows.created_at.append(user.opened_at)
+        rows.created_at.append((user.opened_at - _EPOCH) // _MICROSECOND)
         rows.full_names.append(user.full_name)
         rows.event_ids.append(event.event_id)
         rows.positions.append(event.commit_position)
@@ -104,8 +108,8 @@ class Projection:
         # the first of two events for one username the one that wins.
         self._insert = sql.SQL(
             'INSERT INTO {table} (username, "createdAt", "fullName", "eventId", "commitPosition")'
-            " SELECT u, c, f, e, p"
-            " FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::uuid[], %s::bigint[])"
+            " SELECT u, 'epoch'::timestamptz + c * interval '1 microsecond', f, e, p"
+            " FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::uuid[], %s::bigint[])"
             " AS t(u, c, f, e, p) ORDER BY p"
             " ON CONFLICT (username) DO NOTHING"
         ).format(table=table)

@@ -217,3 +217,17 @@ def test_checkpoints_of_different_names_are_independent(
     Projection(schema, "one").apply(conn, [created(100, f"a-{unique}")])
     conn.commit()
     assert Projection(schema, "two").checkpoint(conn) is None
+
+
+def test_opened_at_is_stored_as_the_same_instant_whatever_its_offset(
+    conn: psycopg.Connection[Any], schema: str, unique: str
+) -> None:
+    name = f"tz-{unique}"
+    data = (
+        b'{"username": "%s", "fullName": "Zoned", "openedAt": "1969-12-31T23:59:59.123456-02:00"}'
+        % name.encode()
+    )
+    event = StoredEvent(1, f"user-{name}", 0, uuid.uuid4(), "user-created", data, b"", "", OPENED)
+    Projection(schema, "main").apply(conn, [event])
+    conn.commit()
+    assert users(conn, schema)[0][2] == datetime(1970, 1, 1, 1, 59, 59, 123456, tzinfo=UTC)
