@@ -81,6 +81,10 @@ class Projector:
     ) -> int | None:
         position = stored
         advance = batch.checkpoint
+        if advance is not None and stored is not None and advance <= stored:
+            advance = None
+        if not batch.events and advance is None:
+            return stored
         with conn.transaction():
             if batch.events:
                 result = self.projection.apply(conn, batch.events)
