@@ -1,0 +1,5 @@
+import sys
+
+from esdb_emulator.cli import main
+
+sys.exit(main())

@@ -1,0 +1,108 @@
+"""The gRPC server and `EmbeddedServer`, the emulator as a context manager for tests and tools."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from esdbclient.protos.Grpc import gossip_pb2_grpc, persistent_pb2_grpc
+
+from esdb_emulator.cluster import GossipServicer, PersistentSubscriptionsServicer
+from esdb_emulator.store import Store
+from esdb_emulator.streams import StreamsServicer
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 17 * 1024 * 1024
+# Every open Read (subscriptions included) holds a thread; many clients at once need many.
+MAX_WORKERS = 256
+OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+    ("grpc.so_reuseport", 0),
+]
+
+
+def build_server(
+    store: Store, host: str, port: int, advertised_host: str | None
+) -> tuple[grpc.Server, int]:
+    server = grpc.server(ThreadPoolExecutor(max_workers=MAX_WORKERS), options=OPTIONS)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port}")
+    server.add_generic_rpc_handlers((StreamsServicer(store).handler(),))
+    gossip_pb2_grpc.add_GossipServicer_to_server(
+        GossipServicer(advertised_host or host, bound), server
+    )
+    persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(
+        PersistentSubscriptionsServicer(), server
+    )
+    return server, bound
+
+
+class EmbeddedServer:
+    """The emulator in this process. `data_dir=None` keeps everything in memory.
+
+    `stop()` then `start()` reopens the same data directory on the same port, which is how tests
+    make EventStoreDB go away and come back.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        advertised_host: str | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.host = host
+        self._port = port
+        self.advertised_host = advertised_host
+        self._server: grpc.Server | None = None
+        self.store: Store | None = None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def connection_string(self) -> str:
+        return f"esdb://{self.host}:{self._port}?tls=false"
+
+    def start(self) -> EmbeddedServer:
+        if self._server is not None:
+            return self
+        if self.store is None or self.data_dir is not None:
+            self.store = Store(self.data_dir)
+        self._server, self._port = build_server(
+            self.store, self.host, self._port, self.advertised_host
+        )
+        self._server.start()
+        log.info("EventStoreDB emulator listening on %s:%d", self.host, self._port)
+        return self
+
+    def stop(self, grace: float | None = 0.5) -> None:
+        if self._server is None:
+            return
+        self._server.stop(grace).wait()
+        self._server = None
+        if self.data_dir is not None and self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

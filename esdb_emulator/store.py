@@ -1,0 +1,384 @@
+"""The emulator's data model: streams, `$all`, appends with the real server's rules, reads.
+
+No gRPC here. One lock serializes writes; positions are assigned, the transaction is made
+durable and then published under it, so readers and subscriptions see a gap-free, ordered `$all`.
+Readers copy slices under the lock and do their work outside it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from uuid import UUID
+
+import orjson
+
+from esdb_emulator.decisions import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AlreadyWritten,
+    StreamView,
+    decide,
+)
+from esdb_emulator.errors import BadRequest, MaximumAppendSizeExceeded, WrongExpectedVersion
+from esdb_emulator.log import Log
+from esdb_emulator.records import MAX_REVISION, Record
+
+log = logging.getLogger(__name__)
+
+MAX_APPEND_SIZE = 1024 * 1024  # the real server's default MaxAppendSize
+FIRST_POSITION = 1024
+# Position gap per record beyond its size, so that positions look like the real log's offsets.
+RECORD_OVERHEAD = 64
+HIDDEN_FROM_ALL = "$epoch-information"
+METADATA_TYPE = "$metadata"
+TOMBSTONE_TYPE = "$streamDeleted"
+
+__all__ = ["ANY", "NO_STREAM", "STREAM_EXISTS", "AppendResult", "Proposed", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class Proposed:
+    event_id: UUID
+    type: str
+    is_json: bool
+    data: bytes
+    metadata: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    revision: int | None  # None: the stream still has no events
+    position: int | None  # None: nothing was written and nothing matched
+
+
+class StreamNotFound(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _Stream:
+    records: list[Record] = field(default_factory=list)
+    ids: dict[UUID, int] = field(default_factory=dict)
+    id_list: list[UUID] = field(default_factory=list)
+    tombstone: Record | None = None
+
+
+def ticks_now() -> int:
+    return time.time_ns() // 100
+
+
+def metastream(stream: str) -> str:
+    return "$$" + stream
+
+
+class Store:
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self._lock = threading.Lock()
+        self.changed = threading.Condition(self._lock)
+        self._all: list[Record] = []
+        self._positions: list[int] = []
+        self._streams: dict[str, _Stream] = {}
+        self._log = Log(data_dir) if data_dir is not None else None
+        if self._log is not None:
+            for transaction in self._log.replay():
+                self._publish(transaction)
+        if not self._all:
+            self._seed()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def append(self, stream: str, expected: int, events: Sequence[Proposed]) -> AppendResult:
+        if not stream:
+            raise BadRequest("Stream name is empty")
+        size = sum(len(e.data) + len(e.metadata) for e in events)
+        if size > MAX_APPEND_SIZE:
+            raise MaximumAppendSizeExceeded(MAX_APPEND_SIZE)
+        with self._lock:
+            state = self._streams.get(stream)
+            outcome = decide(self._view(stream), expected, [e.event_id for e in events])
+            if isinstance(outcome, AlreadyWritten):
+                assert state is not None
+                record = state.records[outcome.last_revision]
+                return AppendResult(outcome.last_revision, record.position)
+            current = len(state.records) - 1 if state else -1
+            if not events:
+                return AppendResult(current if current >= 0 else None, None)
+            records = self._new_records(stream, current + 1, events)
+            if self._soft_deleted(stream):
+                records += self._new_records(
+                    metastream(stream),
+                    self._next_revision(metastream(stream)),
+                    [self._metadata_event({**self._metadata(stream), "$tb": current + 1})],
+                    after=records[-1].position,
+                )
+            self._commit(records)
+            last = records[len(events) - 1]
+            return AppendResult(last.revision, last.position)
+
+    def delete(self, stream: str, expected: int) -> int:
+        """Soft delete: reads say not found, `$all` keeps the events, a later append undeletes."""
+        with self._lock:
+            view = self._view(stream)
+            decide(view, expected, [uuid.uuid4()])
+            if view.current == -1 and not view.metadata_exists:
+                raise WrongExpectedVersion(stream, expected, -1)
+            meta = metastream(stream)
+            records = self._new_records(
+                meta, self._next_revision(meta), [self._metadata_event({"$tb": MAX_REVISION})]
+            )
+            self._commit(records)
+            return records[-1].position
+
+    def tombstone(self, stream: str, expected: int) -> int:
+        """Hard delete: the stream can never be read or written again."""
+        with self._lock:
+            decide(self._view(stream), expected, [uuid.uuid4()])
+            record = self._new_records(
+                stream,
+                MAX_REVISION,
+                [Proposed(uuid.uuid4(), TOMBSTONE_TYPE, False, b"", b"")],
+            )
+            self._commit(record)
+            return record[-1].position
+
+    def import_events(self, events: Iterable[Record]) -> int:
+        """Load recorded events keeping their streams, revisions, ids and positions.
+
+        Every event must continue its stream's revisions and lie after the current head of `$all`,
+        in increasing position order; otherwise nothing of the offending event is written and
+        `BadRequest` says why. Returns the number imported.
+        """
+        count = 0
+        with self._lock:
+            batch: list[Record] = []
+            head = self._positions[-1] if self._positions else 0
+            expected_revision: dict[str, int] = {}
+            for record in events:
+                if record.position <= head:
+                    raise BadRequest(
+                        f"position {record.position} of an imported event is not after {head}"
+                    )
+                nxt = expected_revision.get(record.stream, self._next_revision(record.stream))
+                if record.revision not in (nxt, MAX_REVISION):
+                    raise BadRequest(
+                        f"stream {record.stream!r} expects revision {nxt}, "
+                        f"the bundle has {record.revision}"
+                    )
+                expected_revision[record.stream] = record.revision + 1
+                head = record.position
+                batch.append(record)
+                if len(batch) >= 10_000:
+                    self._commit(batch)
+                    count += len(batch)
+                    batch = []
+            if batch:
+                self._commit(batch)
+                count += len(batch)
+        return count
+
+    # -- reads ------------------------------------------------------------------------------
+
+    @property
+    def head(self) -> int:
+        with self._lock:
+            return len(self._all)
+
+    def read_stream(
+        self, stream: str, revision: int | None, backwards: bool, count: int
+    ) -> list[Record]:
+        """Raise `StreamNotFound` or `StreamDeleted`; `revision` None means start (or end)."""
+        with self._lock:
+            self._check_readable(stream)
+            state = self._streams.get(stream)
+            if state is None or not state.records or self._soft_deleted(stream):
+                raise StreamNotFound(stream)
+            records = state.records
+            low = self._first_visible(stream, records)
+            if backwards:
+                top = len(records) - 1 if revision is None else min(revision, len(records) - 1)
+                stop = max(low, top - count + 1) if count < len(records) else low
+                selected = records[stop : top + 1][::-1]
+            else:
+                start = max(low, revision or 0)
+                selected = records[start : start + count] if start < len(records) else []
+        max_age = self._max_age(stream)
+        if max_age is not None:
+            oldest = ticks_now() - max_age * 10_000_000
+            selected = [r for r in selected if r.created >= oldest]
+        return selected
+
+    def check_stream_readable(self, stream: str) -> None:
+        with self._lock:
+            self._check_readable(stream)
+
+    def stream_records(self, stream: str, start_revision: int, limit: int) -> list[Record]:
+        """For stream subscriptions: records from `start_revision`, tombstone last if reached."""
+        with self._lock:
+            state = self._streams.get(stream)
+            if state is None:
+                return []
+            chunk = state.records[start_revision : start_revision + limit]
+            if len(chunk) < limit and state.tombstone is not None:
+                chunk.append(state.tombstone)
+            return chunk
+
+    def stream_end(self, stream: str) -> int:
+        """The next revision of `stream` (its length)."""
+        with self._lock:
+            state = self._streams.get(stream)
+            return len(state.records) if state else 0
+
+    def all_slice(self, start: int, limit: int) -> list[Record]:
+        """Records of `$all` by index (index, not position), for scans and subscriptions."""
+        with self._lock:
+            return self._all[start : start + limit]
+
+    def index_of_position(self, position: int) -> int:
+        """Index of the first record at or after `position`."""
+        with self._lock:
+            return bisect.bisect_left(self._positions, position)
+
+    def last_position(self) -> int:
+        with self._lock:
+            return self._positions[-1] if self._positions else 0
+
+    def wait_beyond(self, index: int, timeout: float) -> bool:
+        """Block until `$all` has more than `index` records, or `timeout` passes."""
+        with self.changed:
+            if len(self._all) > index:
+                return True
+            self.changed.wait(timeout)
+            return len(self._all) > index
+
+    @staticmethod
+    def visible_in_all(record: Record) -> bool:
+        return record.stream != HIDDEN_FROM_ALL
+
+    # -- internals (caller holds the lock) ------------------------------------------------------
+
+    def _seed(self) -> None:
+        """A fresh real node starts with system events; clients' tests rely on one being first."""
+        meta = {"$maxAge": 2592000, "$acl": {"$r": "$ops", "$w": "$ops"}}
+        with self._lock:
+            self._commit(self._new_records("$$$scavenges", 0, [self._metadata_event(meta)]))
+
+    def _commit(self, records: list[Record]) -> None:
+        if self._log is not None:
+            self._log.write(records)
+        self._publish(records)
+        self.changed.notify_all()
+
+    def _publish(self, records: Iterable[Record]) -> None:
+        for record in records:
+            self._all.append(record)
+            self._positions.append(record.position)
+            state = self._streams.setdefault(record.stream, _Stream())
+            if record.revision == MAX_REVISION:
+                state.tombstone = record
+            else:
+                state.ids[record.event_id] = record.revision
+                state.id_list.append(record.event_id)
+                state.records.append(record)
+
+    def _new_records(
+        self, stream: str, first_revision: int, events: Sequence[Proposed], after: int | None = None
+    ) -> list[Record]:
+        position = after if after is not None else (self._positions[-1] if self._positions else 0)
+        created = ticks_now()
+        records = []
+        for offset, event in enumerate(events):
+            position = max(
+                position + RECORD_OVERHEAD + len(event.data) + len(event.metadata), FIRST_POSITION
+            )
+            revision = first_revision if first_revision == MAX_REVISION else first_revision + offset
+            records.append(
+                Record(
+                    position,
+                    stream,
+                    revision,
+                    event.event_id,
+                    event.type,
+                    event.is_json,
+                    event.data,
+                    event.metadata,
+                    created,
+                )
+            )
+        return records
+
+    def _next_revision(self, stream: str) -> int:
+        state = self._streams.get(stream)
+        return len(state.records) if state else 0
+
+    def _view(self, stream: str) -> StreamView:
+        state = self._streams.get(stream) or _Stream()
+        meta_state = self._streams.get(metastream(stream))
+        return StreamView(
+            name=stream,
+            current=len(state.records) - 1,
+            tombstoned=state.tombstone is not None,
+            soft_deleted=self._soft_deleted(stream),
+            metadata_exists=bool(meta_state and meta_state.records),
+            ids=state.ids,
+            revision_ids=state.id_list,
+        )
+
+    def _metadata(self, stream: str) -> dict[str, object]:
+        meta_state = self._streams.get(metastream(stream))
+        if not meta_state or not meta_state.records:
+            return {}
+        try:
+            value = orjson.loads(meta_state.records[-1].data)
+        except orjson.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def _soft_deleted(self, stream: str) -> bool:
+        return self._metadata(stream).get("$tb") == MAX_REVISION
+
+    def _first_visible(self, stream: str, records: list[Record]) -> int:
+        if stream.startswith("$$"):
+            return len(records) - 1
+        meta = self._metadata(stream)
+        low = 0
+        tb = meta.get("$tb")
+        if isinstance(tb, int):
+            low = tb
+        max_count = meta.get("$maxCount")
+        if isinstance(max_count, int) and max_count > 0:
+            low = max(low, len(records) - max_count)
+        return low
+
+    def _max_age(self, stream: str) -> int | None:
+        with self._lock:
+            value = self._metadata(stream).get("$maxAge")
+        return value if isinstance(value, int) and value > 0 else None
+
+    def _check_readable(self, stream: str) -> None:
+        from esdb_emulator.errors import StreamDeleted
+
+        base = stream[2:] if stream.startswith("$$") else stream
+        state = self._streams.get(base)
+        if state is not None and state.tombstone is not None:
+            raise StreamDeleted(stream)
+
+    @staticmethod
+    def _metadata_event(meta: dict[str, object]) -> Proposed:
+        return Proposed(uuid.uuid4(), METADATA_TYPE, True, orjson.dumps(meta), b"")
+
+
+Predicate = Callable[[Record], bool]

@@ -1,0 +1,115 @@
+"""Catch-up subscriptions: confirmation, catch-up, checkpoints, caught-up, then live events.
+
+`$all` is read by index from the store's append-only list, so the hand-over from catch-up to live
+is seamless: the subscription simply waits for the list to grow past the index it has reached,
+and no event can be skipped or sent twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+from esdbclient.protos.Grpc import streams_pb2
+
+from esdb_emulator import wire
+from esdb_emulator.errors import StreamDeleted
+from esdb_emulator.records import MAX_REVISION
+from esdb_emulator.store import Store
+
+CHUNK = 1024
+LIVE_POLL = 0.5  # seconds between checks that the client is still there while idle
+ReadResp = streams_pb2.ReadResp
+
+
+def _confirmation() -> bytes:
+    return ReadResp(
+        confirmation=ReadResp.SubscriptionConfirmation(subscription_id=str(uuid.uuid4()))
+    ).SerializeToString()
+
+
+def _checkpoint(position: int) -> bytes:
+    return ReadResp(
+        checkpoint=ReadResp.Checkpoint(commit_position=position, prepare_position=position)
+    ).SerializeToString()
+
+
+_CAUGHT_UP = ReadResp(caught_up=ReadResp.CaughtUp()).SerializeToString()
+
+
+def subscribe_to_all(
+    store: Store, options: Any, as_string: bool, context: grpc.ServicerContext
+) -> Iterator[bytes]:
+    matches = wire.compile_filter(options)
+    kind = options.all.WhichOneof("all_option")
+    if kind == "position":
+        start_position = options.all.position.commit_position
+        index = store.index_of_position(start_position + 1)  # exclusive
+    elif kind == "end":
+        index, start_position = store.head, store.last_position()
+    else:
+        index, start_position = 0, 0
+    interval = 0
+    if matches is not None:
+        window = options.filter.max if options.filter.WhichOneof("window") == "max" else 32
+        interval = max(1, window) * max(1, options.filter.checkpointIntervalMultiplier)
+    yield _confirmation()
+
+    considered = 0
+    last_checkpoint = start_position
+    last_considered = start_position
+    caught_up = False
+    while context.is_active():
+        chunk = store.all_slice(index, CHUNK)
+        if not chunk:
+            if not caught_up:
+                if interval and last_considered > last_checkpoint:
+                    last_checkpoint = last_considered
+                    yield _checkpoint(last_checkpoint)
+                caught_up = True
+                yield _CAUGHT_UP
+            store.wait_beyond(index, LIVE_POLL)
+            continue
+        index += len(chunk)
+        for record in chunk:
+            if not store.visible_in_all(record):
+                continue
+            considered += 1
+            last_considered = record.position
+            if matches is None or matches(record):
+                yield wire.event_response(record, as_string)
+            if interval and considered % interval == 0 and record.position > last_checkpoint:
+                last_checkpoint = record.position
+                yield _checkpoint(last_checkpoint)
+
+
+def subscribe_to_stream(
+    store: Store, options: Any, as_string: bool, context: grpc.ServicerContext
+) -> Iterator[bytes]:
+    stream_options = options.stream
+    name = stream_options.stream_identifier.stream_name.decode()
+    kind = stream_options.WhichOneof("revision_option")
+    if kind == "revision":
+        revision = stream_options.revision + 1  # exclusive
+    elif kind == "end":
+        revision = store.stream_end(name)
+    else:
+        revision = 0
+    yield _confirmation()
+    caught_up = False
+    while context.is_active():
+        head = store.head
+        chunk = store.stream_records(name, revision, CHUNK)
+        if not chunk:
+            if not caught_up:
+                caught_up = True
+                yield _CAUGHT_UP
+            store.wait_beyond(head, LIVE_POLL)
+            continue
+        for record in chunk:
+            yield wire.event_response(record, as_string)
+            if record.revision == MAX_REVISION:
+                raise StreamDeleted(name)
+            revision = record.revision + 1
