@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from esdb_emulator.errors import StoreError
-from esdb_emulator.records import Record
 from esdb_emulator.server import EmbeddedServer
 from esdb_emulator.store import Store
+from usersvc.records import StoredEvent
 
 log = logging.getLogger("esdb_emulator")
 
@@ -84,21 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def import_bundle(store: Store, path: Path) -> int:
-    from usersvc.bundle import read_bundle
-
-    return store.import_events(_records(read_bundle(path)))
-
-
-def _records(events: Iterable[object]) -> Iterator[Record]:
-    for event in events:
-        yield Record(
-            position=event.commit_position,  # type: ignore[attr-defined]
-            stream=event.stream,  # type: ignore[attr-defined]
-            revision=event.revision,  # type: ignore[attr-defined]
-            event_id=event.event_id,  # type: ignore[attr-defined]
-            type=event.type,  # type: ignore[attr-defined]
-            is_json=event.content_type == "application/json",  # type: ignore[attr-defined]
-            data=event.data,  # type: ignore[attr-defined]
-            metadata=event.metadata,  # type: ignore[attr-defined]
-            created=int(event.recorded_at.timestamp() * 10_000_000),  # type: ignore[attr-defined]
-        )
+    # Imported lazily: only this code path needs the bundle reader.
+    bundle = importlib.import_module("usersvc.bundle")
+    events: Iterable[StoredEvent] = bundle.read_bundle(path)
+    return store.import_events(events)

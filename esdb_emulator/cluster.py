@@ -12,28 +12,26 @@ from esdbclient.protos.Grpc import gossip_pb2, gossip_pb2_grpc, persistent_pb2, 
 
 from esdb_emulator.wire import uuid_message
 
-LEADER = 8
 
-
-class GossipServicer(gossip_pb2_grpc.GossipServicer):  # type: ignore[misc]
+class GossipServicer(gossip_pb2_grpc.GossipServicer):
     def __init__(self, advertised_host: str, port: int) -> None:
         self.advertised_host = advertised_host
         self.port = port
         self.instance_id = uuid.uuid4()
 
-    def Read(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Read(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (gRPC method name)
         member = gossip_pb2.MemberInfo(
             instance_id=uuid_message(self.instance_id, as_string=False),
             time_stamp=time.time_ns() // 100,
-            state=LEADER,
+            state=gossip_pb2.MemberInfo.Leader,
             is_alive=True,
             http_end_point=gossip_pb2.EndPoint(address=self.advertised_host, port=self.port),
         )
         return gossip_pb2.ClusterInfo(members=[member])
 
 
-class PersistentSubscriptionsServicer(persistent_pb2_grpc.PersistentSubscriptionsServicer):  # type: ignore[misc]
+class PersistentSubscriptionsServicer(persistent_pb2_grpc.PersistentSubscriptionsServicer):
     """Every method but List answers UNIMPLEMENTED (the base class does that)."""
 
-    def List(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def List(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (gRPC method name)
         return persistent_pb2.ListResp()

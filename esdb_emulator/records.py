@@ -6,6 +6,8 @@ import struct
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from usersvc.records import StoredEvent
+
 MAX_REVISION = 2**63 - 1  # a tombstone's revision, and `$tb` of a soft-deleted stream
 
 # position, revision, created ticks, is_json, len(stream), len(type), len(data), len(metadata), id
@@ -50,6 +52,21 @@ class Record:
             + self.data
             + self.metadata
         )
+
+
+def from_stored(event: StoredEvent) -> Record:
+    """The emulator's record of an event recorded elsewhere (an imported bundle)."""
+    return Record(
+        position=event.commit_position,
+        stream=event.stream,
+        revision=event.revision,
+        event_id=event.event_id,
+        type=event.type,
+        is_json=event.content_type == "application/json",
+        data=event.data,
+        metadata=event.metadata,
+        created=int(event.recorded_at.timestamp() * 1_000_000) * 10,
+    )
 
 
 def decode_records(payload: bytes) -> list[Record]:

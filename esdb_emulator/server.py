@@ -36,10 +36,10 @@ def build_server(
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
     server.add_generic_rpc_handlers((StreamsServicer(store).handler(),))
-    gossip_pb2_grpc.add_GossipServicer_to_server(
+    gossip_pb2_grpc.add_GossipServicer_to_server(  # type: ignore[no-untyped-call]
         GossipServicer(advertised_host or host, bound), server
     )
-    persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(
+    persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(  # type: ignore[no-untyped-call]
         PersistentSubscriptionsServicer(), server
     )
     return server, bound

@@ -29,7 +29,8 @@ from esdb_emulator.decisions import (
 )
 from esdb_emulator.errors import BadRequest, MaximumAppendSizeExceeded, WrongExpectedVersion
 from esdb_emulator.log import Log
-from esdb_emulator.records import MAX_REVISION, Record
+from esdb_emulator.records import MAX_REVISION, Record, from_stored
+from usersvc.records import StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ MAX_APPEND_SIZE = 1024 * 1024  # the real server's default MaxAppendSize
 FIRST_POSITION = 1024
 # Position gap per record beyond its size, so that positions look like the real log's offsets.
 RECORD_OVERHEAD = 64
+IMPORT_FRAME = 10_000  # records per log frame when importing
 HIDDEN_FROM_ALL = "$epoch-information"
 METADATA_TYPE = "$metadata"
 TOMBSTONE_TYPE = "$streamDeleted"
@@ -155,40 +157,37 @@ class Store:
             self._commit(record)
             return record[-1].position
 
-    def import_events(self, events: Iterable[Record]) -> int:
-        """Load recorded events keeping their streams, revisions, ids and positions.
+    def import_events(self, events: Iterable[StoredEvent]) -> int:
+        """Load recorded events keeping their streams, revisions, ids, times and positions.
 
-        Every event must continue its stream's revisions and lie after the current head of `$all`,
-        in increasing position order; otherwise nothing of the offending event is written and
-        `BadRequest` says why. Returns the number imported.
+        Positions must increase strictly and start above the current head of `$all`, and each
+        event must continue its stream's revisions; otherwise `BadRequest` says why and nothing
+        is written. Returns the number imported.
         """
-        count = 0
+        records = [from_stored(event) for event in events]
         with self._lock:
-            batch: list[Record] = []
             head = self._positions[-1] if self._positions else 0
-            expected_revision: dict[str, int] = {}
-            for record in events:
+            next_revision: dict[str, int] = {}
+            for record in records:
                 if record.position <= head:
                     raise BadRequest(
-                        f"position {record.position} of an imported event is not after {head}"
+                        f"imported event {record.event_id} at position {record.position} "
+                        f"is not after position {head}; nothing was imported"
                     )
-                nxt = expected_revision.get(record.stream, self._next_revision(record.stream))
-                if record.revision not in (nxt, MAX_REVISION):
+                state = self._streams.get(record.stream)
+                if state is not None and state.tombstone is not None:
+                    raise BadRequest(f"stream {record.stream!r} is deleted; nothing was imported")
+                expected = next_revision.get(record.stream, self._next_revision(record.stream))
+                if record.revision not in (expected, MAX_REVISION):
                     raise BadRequest(
-                        f"stream {record.stream!r} expects revision {nxt}, "
-                        f"the bundle has {record.revision}"
+                        f"stream {record.stream!r} continues at revision {expected}, the imported "
+                        f"event {record.event_id} has {record.revision}; nothing was imported"
                     )
-                expected_revision[record.stream] = record.revision + 1
+                next_revision[record.stream] = record.revision + 1
                 head = record.position
-                batch.append(record)
-                if len(batch) >= 10_000:
-                    self._commit(batch)
-                    count += len(batch)
-                    batch = []
-            if batch:
-                self._commit(batch)
-                count += len(batch)
-        return count
+            for start in range(0, len(records), IMPORT_FRAME):
+                self._commit(records[start : start + IMPORT_FRAME])
+        return len(records)
 
     # -- reads ------------------------------------------------------------------------------
 

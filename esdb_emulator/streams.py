@@ -64,7 +64,7 @@ class StreamsServicer:
 
     # -- Append ---------------------------------------------------------------------------------
 
-    def Append(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+    def Append(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Any:  # noqa: N802 (gRPC method name)
         first = next(requests, None)
         if first is None or first.WhichOneof("content") != "options":
             wire.abort(
@@ -113,7 +113,7 @@ class StreamsServicer:
 
     # -- BatchAppend ----------------------------------------------------------------------------
 
-    def BatchAppend(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+    def BatchAppend(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:  # noqa: N802 (gRPC method name)
         pending: dict[str, tuple[Any, list[Any]]] = {}
         for request in requests:
             key = request.correlation_id.SerializeToString()
@@ -176,7 +176,7 @@ class StreamsServicer:
 
     # -- Delete and Tombstone -------------------------------------------------------------------
 
-    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (gRPC method name)
         position = self._delete(request, context, self.store.delete)
         return streams_pb2.DeleteResp(
             position=streams_pb2.DeleteResp.Position(
@@ -184,7 +184,7 @@ class StreamsServicer:
             )
         )
 
-    def Tombstone(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Tombstone(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (gRPC method name)
         position = self._delete(request, context, self.store.tombstone)
         return streams_pb2.TombstoneResp(
             position=streams_pb2.TombstoneResp.Position(
@@ -218,7 +218,7 @@ class StreamsServicer:
 
     # -- Read -----------------------------------------------------------------------------------
 
-    def Read(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+    def Read(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:  # noqa: N802 (gRPC method name)
         options = request.options
         as_string = options.uuid_option.WhichOneof("content") == "string"
         target = options.WhichOneof("stream_option")
@@ -358,7 +358,8 @@ def _shared_wev(exc: WrongExpectedVersion) -> Any:
     return wev
 
 
-def _batch_error(request: Any, message: str, detail: Any, code: int) -> Any:
+def _batch_error(request: Any, message: str, detail: Any, code: Any) -> Any:
+    # `code` is a google.rpc.Code number, typed as its protobuf enum by the stubs.
     details = any_pb2.Any()
     details.Pack(detail)
     response = streams_pb2.BatchAppendResp(

@@ -25,15 +25,17 @@ ReadResp = streams_pb2.ReadResp
 
 
 def _confirmation() -> bytes:
-    return ReadResp(
+    wire: bytes = ReadResp(
         confirmation=ReadResp.SubscriptionConfirmation(subscription_id=str(uuid.uuid4()))
     ).SerializeToString()
+    return wire
 
 
 def _checkpoint(position: int) -> bytes:
-    return ReadResp(
+    wire: bytes = ReadResp(
         checkpoint=ReadResp.Checkpoint(commit_position=position, prepare_position=position)
     ).SerializeToString()
+    return wire
 
 
 _CAUGHT_UP = ReadResp(caught_up=ReadResp.CaughtUp()).SerializeToString()

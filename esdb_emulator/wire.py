@@ -105,10 +105,18 @@ def event_response(record: Record, uuid_as_string: bool) -> bytes:
             commit_position=record.position,
         )
     )
-    wire = message.SerializeToString()
+    wire: bytes = message.SerializeToString()
     if uuid_as_string:
         record.wire = wire
     return wire
+
+
+def _stream_of(record: Record) -> str:
+    return record.stream
+
+
+def _type_of(record: Record) -> str:
+    return record.type
 
 
 def compile_filter(options: Any) -> Callable[[Record], bool] | None:
@@ -118,7 +126,7 @@ def compile_filter(options: Any) -> Callable[[Record], bool] | None:
     spec = options.filter
     kind = spec.WhichOneof("filter")
     expression = getattr(spec, kind)
-    field = (lambda r: r.stream) if kind == "stream_identifier" else (lambda r: r.type)
+    field: Callable[[Record], str] = _stream_of if kind == "stream_identifier" else _type_of
     if expression.regex:
         try:
             pattern = re.compile(expression.regex)
