@@ -88,12 +88,19 @@ class Store:
         self._all: list[Record] = []
         self._positions: list[int] = []
         self._streams: dict[str, _Stream] = {}
+        # Records of `$all` below this index are durable; only they are visible to readers.
+        self._durable = 0
+        self._durable_position = 0
+        self._sync_lock = threading.Lock()
         self._log = Log(data_dir) if data_dir is not None else None
         if self._log is not None:
             for transaction in self._log.replay():
                 self._publish(transaction)
+            with self._lock:
+                self._mark_durable(len(self._all))
         if not self._all:
             self._seed()
+            self._sync()
 
     def close(self) -> None:
         with self._lock:
@@ -104,6 +111,23 @@ class Store:
     # -- writes -----------------------------------------------------------------------------
 
     def append(self, stream: str, expected: int, events: Sequence[Proposed]) -> AppendResult:
+        result = self._append(stream, expected, events)
+        self._sync()
+        return result
+
+    def delete(self, stream: str, expected: int) -> int:
+        """Soft delete: reads say not found, `$all` keeps the events, a later append undeletes."""
+        position = self._delete(stream, expected)
+        self._sync()
+        return position
+
+    def tombstone(self, stream: str, expected: int) -> int:
+        """Hard delete: the stream can never be read or written again."""
+        position = self._tombstone(stream, expected)
+        self._sync()
+        return position
+
+    def _append(self, stream: str, expected: int, events: Sequence[Proposed]) -> AppendResult:
         if not stream:
             raise BadRequest("Stream name is empty")
         size = sum(len(e.data) + len(e.metadata) for e in events)
@@ -131,8 +155,7 @@ class Store:
             last = records[len(events) - 1]
             return AppendResult(last.revision, last.position)
 
-    def delete(self, stream: str, expected: int) -> int:
-        """Soft delete: reads say not found, `$all` keeps the events, a later append undeletes."""
+    def _delete(self, stream: str, expected: int) -> int:
         with self._lock:
             view = self._view(stream)
             decide(view, expected, [uuid.uuid4()])
@@ -145,8 +168,7 @@ class Store:
             self._commit(records)
             return records[-1].position
 
-    def tombstone(self, stream: str, expected: int) -> int:
-        """Hard delete: the stream can never be read or written again."""
+    def _tombstone(self, stream: str, expected: int) -> int:
         with self._lock:
             decide(self._view(stream), expected, [uuid.uuid4()])
             record = self._new_records(
@@ -187,6 +209,7 @@ class Store:
                 head = record.position
             for start in range(0, len(records), IMPORT_FRAME):
                 self._commit(records[start : start + IMPORT_FRAME])
+        self._sync()
         return len(records)
 
     # -- reads ------------------------------------------------------------------------------
@@ -194,7 +217,7 @@ class Store:
     @property
     def head(self) -> int:
         with self._lock:
-            return len(self._all)
+            return self._durable
 
     def read_stream(
         self, stream: str, revision: int | None, backwards: bool, count: int
@@ -205,7 +228,9 @@ class Store:
             state = self._streams.get(stream)
             if state is None or not state.records or self._soft_deleted(stream):
                 raise StreamNotFound(stream)
-            records = state.records
+            records = self._durable_part(state.records)
+            if not records:
+                raise StreamNotFound(stream)
             low = self._first_visible(stream, records)
             if backwards:
                 top = len(records) - 1 if revision is None else min(revision, len(records) - 1)
@@ -230,21 +255,26 @@ class Store:
             state = self._streams.get(stream)
             if state is None:
                 return []
-            chunk = state.records[start_revision : start_revision + limit]
-            if len(chunk) < limit and state.tombstone is not None:
-                chunk.append(state.tombstone)
+            chunk = self._durable_part(state.records[start_revision : start_revision + limit])
+            tombstone = state.tombstone
+            if (
+                len(chunk) < limit
+                and tombstone is not None
+                and tombstone.position <= self._durable_position
+            ):
+                chunk.append(tombstone)
             return chunk
 
     def stream_end(self, stream: str) -> int:
         """The next revision of `stream` (its length)."""
         with self._lock:
             state = self._streams.get(stream)
-            return len(state.records) if state else 0
+            return len(self._durable_part(state.records)) if state else 0
 
     def all_slice(self, start: int, limit: int) -> list[Record]:
         """Records of `$all` by index (index, not position), for scans and subscriptions."""
         with self._lock:
-            return self._all[start : start + limit]
+            return self._all[start : min(start + limit, self._durable)]
 
     def index_of_position(self, position: int) -> int:
         """Index of the first record at or after `position`."""
@@ -253,15 +283,15 @@ class Store:
 
     def last_position(self) -> int:
         with self._lock:
-            return self._positions[-1] if self._positions else 0
+            return self._durable_position
 
     def wait_beyond(self, index: int, timeout: float) -> bool:
         """Block until `$all` has more than `index` records, or `timeout` passes."""
         with self.changed:
-            if len(self._all) > index:
+            if self._durable > index:
                 return True
             self.changed.wait(timeout)
-            return len(self._all) > index
+            return self._durable > index
 
     @staticmethod
     def visible_in_all(record: Record) -> bool:
@@ -276,10 +306,44 @@ class Store:
             self._commit(self._new_records("$$$scavenges", 0, [self._metadata_event(meta)]))
 
     def _commit(self, records: list[Record]) -> None:
+        """Write and publish to writers (not yet to readers: see `_sync`)."""
         if self._log is not None:
             self._log.write(records)
         self._publish(records)
+        if self._log is None:
+            self._mark_durable(len(self._all))
+
+    def _sync(self) -> None:
+        """Make every record committed so far durable, then visible to readers (group commit:
+        whoever syncs covers every frame written before it; the others find their work done)."""
+        with self._lock:
+            target = len(self._all)
+            if self._durable >= target:
+                return
+        with self._sync_lock:
+            with self._lock:
+                if self._durable >= target:
+                    return
+                upto, log_ = len(self._all), self._log
+            if log_ is None:
+                raise OSError("the store is closed")
+            log_.sync()
+            with self._lock:
+                self._mark_durable(upto)
+
+    def _mark_durable(self, upto: int) -> None:
+        """Caller holds the lock."""
+        if upto > self._durable:
+            self._durable = upto
+            self._durable_position = self._positions[upto - 1]
         self.changed.notify_all()
+
+    def _durable_part(self, records: list[Record]) -> list[Record]:
+        """The prefix of a stream's records that is durable (caller holds the lock)."""
+        end = len(records)
+        while end and records[end - 1].position > self._durable_position:
+            end -= 1
+        return records if end == len(records) else records[:end]
 
     def _publish(self, records: Iterable[Record]) -> None:
         for record in records:
