@@ -1,0 +1,116 @@
+"""Emulator-only: restart with the same data directory, torn tails, import of recorded events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from esdbclient import EventStoreDBClient, StreamState
+
+from esdb_emulator import EmbeddedServer
+from esdb_emulator.errors import BadRequest
+from tests.compat.conftest import event, events
+from usersvc.records import StoredEvent
+
+
+def snapshot(url: str) -> list[tuple[int, str, int, uuid.UUID, bytes]]:
+    client = EventStoreDBClient(url)
+    try:
+        return [
+            (e.commit_position, e.stream_name, e.stream_position, e.id, e.data)
+            for e in client.read_all(filter_exclude=[])
+        ]
+    finally:
+        client.close()
+
+
+def test_restart_keeps_positions_revisions_and_the_port(
+    emulator: EmbeddedServer, stream: str
+) -> None:
+    client = EventStoreDBClient(emulator.connection_string)
+    client.append_to_stream(stream, current_version=StreamState.NO_STREAM, events=events(3))
+    client.delete_stream(f"{stream}", current_version=2)
+    client.append_to_stream(f"{stream}-b", current_version=StreamState.ANY, events=events(2))
+    client.close()
+    before, port = snapshot(emulator.connection_string), emulator.port
+    emulator.stop()
+    emulator.start()
+    assert emulator.port == port
+    assert snapshot(emulator.connection_string) == before
+    client = EventStoreDBClient(emulator.connection_string)
+    try:
+        with pytest.raises(Exception, match=r"not found|NotFound"):
+            client.get_stream(stream)
+        position = client.append_to_stream(f"{stream}-b", current_version=1, events=event())
+        assert position > before[-1][0]
+    finally:
+        client.close()
+
+
+def test_a_torn_tail_is_cut_and_earlier_appends_survive(
+    tmp_path: Path, esdb_server: object
+) -> None:
+    if getattr(esdb_server, "real", False):
+        pytest.skip("needs the emulator's data directory")
+    server = EmbeddedServer(tmp_path)
+    with server:
+        client = EventStoreDBClient(server.connection_string)
+        client.append_to_stream("torn", current_version=StreamState.NO_STREAM, events=events(2))
+        client.close()
+        before = snapshot(server.connection_string)
+    log_file = tmp_path / "events.log"
+    with log_file.open("ab") as file:
+        file.write(b"ESL1\xff\x00\x00\x00garbage")
+    with server:
+        assert snapshot(server.connection_string) == before
+        client = EventStoreDBClient(server.connection_string)
+        assert client.append_to_stream("torn", current_version=1, events=event()) > before[-1][0]
+        client.close()
+
+
+def recorded(position: int, stream: str, revision: int) -> StoredEvent:
+    return StoredEvent(
+        commit_position=position,
+        stream=stream,
+        revision=revision,
+        event_id=uuid.uuid4(),
+        type="user-created",
+        data=b'{"n":1}',
+        metadata=b"{}",
+        content_type="application/json",
+        recorded_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+    )
+
+
+def test_imported_events_keep_their_positions_ids_and_times(
+    emulator: EmbeddedServer, unique: str
+) -> None:
+    assert emulator.store is not None
+    stream = f"imported-{unique}"
+    bundle = [recorded(10_000_000 + n * 100, stream, n) for n in range(3)]
+    assert emulator.store.import_events(bundle) == 3
+    client = EventStoreDBClient(emulator.connection_string)
+    try:
+        read = client.get_stream(stream)
+        assert [(e.commit_position, e.id, e.stream_position) for e in read] == [
+            (b.commit_position, b.event_id, b.revision) for b in bundle
+        ]
+        assert read[0].recorded_at == bundle[0].recorded_at
+        assert client.append_to_stream(stream, current_version=2, events=event()) > 10_000_200
+    finally:
+        client.close()
+
+
+def test_an_import_below_the_head_or_out_of_order_writes_nothing(
+    emulator: EmbeddedServer, unique: str
+) -> None:
+    store = emulator.store
+    assert store is not None
+    head = store.last_position()
+    with pytest.raises(BadRequest, match="not after"):
+        store.import_events([recorded(head + 100, f"a-{unique}", 0), recorded(head, "b", 0)])
+    with pytest.raises(BadRequest, match="continues at revision 0"):
+        store.import_events([recorded(head + 100, f"a-{unique}", 1)])
+    assert store.last_position() == head
