@@ -22,34 +22,53 @@ from pathlib import Path
 from esdb_emulator import EmbeddedServer
 
 # The subset that fits a Streams + Gossip (+ PersistentSubscriptions.List) server.
-CLIENT_TESTS = """
-test_context_manager test_close
-test_stream_read_raises_not_found test_stream_append_to_stream
-test_stream_append_event_with_current_version test_stream_append_event_with_stream_state_any
-test_stream_append_event_with_stream_state_stream_exists
-test_stream_append_events_with_current_version test_stream_append_events_with_stream_state_any
-test_stream_append_events_with_stream_state_stream_exists
-test_stream_append_events_raises_deadline_exceeded
-test_read_all_filter_default test_read_all_filter_include_event_types
-test_read_all_filter_exclude_event_types test_read_all_filter_include_stream_identifiers
-test_read_all_filter_exclude_stream_identifiers test_read_all_filter_include_ignores_filter_exclude
-test_read_all_raises_deadline_exceeded test_read_all_can_be_stopped test_get_commit_position
-test_stream_delete_with_current_version test_stream_delete_with_any_current_version
-test_stream_delete_expecting_stream_exists
-test_tombstone_stream_with_current_version test_tombstone_stream_with_any_current_version
-test_tombstone_stream_expecting_stream_exists
-test_subscribe_to_all_filter_exclude_system_events test_subscribe_to_all_filter_exclude_nothing
-test_subscribe_to_all_filter_include_event_types test_subscribe_to_all_filter_include_stream_names
-test_subscribe_to_all_include_checkpoints test_subscribe_to_all_include_caught_up
-test_extra_checkpoint_bug_is_fixed
-test_subscribe_to_all_from_commit_position_zero test_subscribe_to_all_from_commit_position_current
-test_subscribe_to_all_from_end
-test_subscribe_to_all_raises_deadline_exceeded test_subscribe_to_all_can_be_stopped
-test_subscribe_to_stream_from_start test_subscribe_to_stream_from_end
-test_subscribe_to_stream_from_stream_position
-test_subscribe_to_stream_can_be_stopped test_subscribe_to_stream_include_caught_up
-test_stream_metadata_get_and_set test_gossip_read
-""".split()
+CLIENT_TESTS = [
+    "test_context_manager",
+    "test_close",
+    "test_stream_read_raises_not_found",
+    "test_stream_append_to_stream",
+    "test_stream_append_event_with_current_version",
+    "test_stream_append_event_with_stream_state_any",
+    "test_stream_append_event_with_stream_state_stream_exists",
+    "test_stream_append_events_with_current_version",
+    "test_stream_append_events_with_stream_state_any",
+    "test_stream_append_events_with_stream_state_stream_exists",
+    "test_stream_append_events_raises_deadline_exceeded",
+    "test_read_all_filter_default",
+    "test_read_all_filter_include_event_types",
+    "test_read_all_filter_exclude_event_types",
+    "test_read_all_filter_include_stream_identifiers",
+    "test_read_all_filter_exclude_stream_identifiers",
+    "test_read_all_filter_include_ignores_filter_exclude",
+    "test_read_all_raises_deadline_exceeded",
+    "test_read_all_can_be_stopped",
+    "test_get_commit_position",
+    "test_stream_delete_with_current_version",
+    "test_stream_delete_with_any_current_version",
+    "test_stream_delete_expecting_stream_exists",
+    "test_tombstone_stream_with_current_version",
+    "test_tombstone_stream_with_any_current_version",
+    "test_tombstone_stream_expecting_stream_exists",
+    "test_subscribe_to_all_filter_exclude_system_events",
+    "test_subscribe_to_all_filter_exclude_nothing",
+    "test_subscribe_to_all_filter_include_event_types",
+    "test_subscribe_to_all_filter_include_stream_names",
+    "test_subscribe_to_all_include_checkpoints",
+    "test_subscribe_to_all_include_caught_up",
+    "test_extra_checkpoint_bug_is_fixed",
+    "test_subscribe_to_all_from_commit_position_zero",
+    "test_subscribe_to_all_from_commit_position_current",
+    "test_subscribe_to_all_from_end",
+    "test_subscribe_to_all_raises_deadline_exceeded",
+    "test_subscribe_to_all_can_be_stopped",
+    "test_subscribe_to_stream_from_start",
+    "test_subscribe_to_stream_from_end",
+    "test_subscribe_to_stream_from_stream_position",
+    "test_subscribe_to_stream_can_be_stopped",
+    "test_subscribe_to_stream_include_caught_up",
+    "test_stream_metadata_get_and_set",
+    "test_gossip_read",
+]
 SERVERLESS_CLASSES = [
     "TestConnectionSpec",
     "TestGrpcOptions",
