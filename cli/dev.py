@@ -46,17 +46,29 @@ def run_dev(options: DevOptions) -> int:
     data_dir = Path(options.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     http_port = options.http_port if options.http_port is not None else settings.http_port
-    for port, what in ((options.esdb_port, "emulator"), (http_port, "HTTP")):
+    for port, what, flag in (
+        (options.esdb_port, "emulator", "--esdb-port"),
+        (http_port, "HTTP API", "--http-port"),
+    ):
         if port and not _port_is_free(settings.http_host, port):
-            raise DevError(f"port {port} for the {what} is taken; choose another with --*-port")
+            log.error("port %d for the %s is taken; choose another with %s", port, what, flag)
+            return 1
 
     stop = threading.Event()
     _install_signal_handlers(stop)
     children: list[subprocess.Popen[bytes]] = []
     try:
         with _database(settings, data_dir / "pg") as (database_url, db_label):
-            esdb = _spawn(children, "emulator", "--data-dir", str(data_dir / "esdb"),
-                          "--host", "127.0.0.1", "--port", str(options.esdb_port))
+            esdb = _spawn(
+                children,
+                "emulator",
+                "--data-dir",
+                str(data_dir / "esdb"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(options.esdb_port),
+            )
             _wait_for_port("127.0.0.1", options.esdb_port, esdb)
             esdb_url = f"esdb://127.0.0.1:{options.esdb_port}?tls=false"
 
@@ -73,7 +85,14 @@ def run_dev(options: DevOptions) -> int:
             service = _spawn(children, *serve_args, env=env)
             _spawn(children, "worker", env=env)
             _wait_for_port(settings.http_host, http_port, service)
-            _announce(settings, http_port, esdb_url, database_url, db_label, data_dir)
+            _announce(
+                settings,
+                http_port=http_port,
+                esdb_url=esdb_url,
+                database_url=database_url,
+                db_label=db_label,
+                data_dir=data_dir,
+            )
             return _supervise(children, stop)
     except DevError as exc:
         log.error("%s", exc)
@@ -86,8 +105,11 @@ def _supervise(children: list[subprocess.Popen[bytes]], stop: threading.Event) -
     while not stop.wait(0.2):
         for child in children:
             if child.poll() is not None and not stop.is_set():
-                log.error("%s exited with code %s; stopping everything",
-                          " ".join(map(str, child.args)), child.returncode)
+                log.error(
+                    "%s exited with code %s; stopping everything",
+                    _describe(child),
+                    child.returncode,
+                )
                 return 1
     log.info("stopping")
     return 0
@@ -101,7 +123,7 @@ def _database(settings: Settings, pg_dir: Path) -> Iterator[tuple[str, str]]:
     import pgserver
 
     pg_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pg_dir, cleanup_mode="stop")
+    server = pgserver.get_server(pg_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     try:
         yield server.get_uri(), f"embedded, data in {pg_dir}"
     finally:
@@ -121,7 +143,7 @@ def _wait_for_port(host: str, port: int, child: subprocess.Popen[bytes]) -> None
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            raise DevError(f"{' '.join(map(str, child.args))} exited with {child.returncode}")
+            raise DevError(f"{_describe(child)} exited with {child.returncode}")
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)  # waiting for a child to bind its port, not for the worker
@@ -151,6 +173,8 @@ def _install_signal_handlers(stop: threading.Event) -> None:
 
 def _port_is_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
+        # As the servers themselves bind: a closed connection in TIME_WAIT does not block it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -159,7 +183,12 @@ def _port_is_free(host: str, port: int) -> bool:
 
 
 def _announce(
-    settings: Settings, http_port: int, esdb_url: str, database_url: str, db_label: str,
+    settings: Settings,
+    *,
+    http_port: int,
+    esdb_url: str,
+    database_url: str,
+    db_label: str,
     data_dir: Path,
 ) -> None:
     base = f"http://{settings.http_host}:{http_port}"
@@ -170,7 +199,12 @@ def _announce(
         f"  EventStoreDB  {esdb_url}  (emulator)\n"
         f"  PostgreSQL    {database_url}  ({db_label}; schema {settings.database_schema})\n"
         f"Try:\n  curl -si -XPOST {base}/users -H 'Content-Type: application/json' "
-        "-d '{\"username\": \"donald-le\", \"fullName\": \"Donald Le\"}'\n"
+        '-d \'{"username": "donald-le", "fullName": "Donald Le"}\'\n'
         f"  curl -s {base}/users/donald-le\n\n"
     )
     sys.stdout.flush()
+
+
+def _describe(child: subprocess.Popen[bytes]) -> str:
+    args = child.args
+    return " ".join(str(a) for a in args) if isinstance(args, list) else str(args)

@@ -1,0 +1,27 @@
+"""Request bodies, validated with pydantic; the rules are the event contract's."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from usersvc.events import FULL_NAME_MAX, USERNAME_PATTERN
+
+
+class CreateUser(BaseModel):
+    """`POST /users`: unknown fields are refused, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    username: str = Field(pattern=USERNAME_PATTERN, description="letters, digits, . _ -; 1-100")
+    full_name: str = Field(alias="fullName", min_length=1, max_length=FULL_NAME_MAX)
+
+    @field_validator("full_name")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in value):
+            raise ValueError("must not contain control characters")
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value

@@ -1,0 +1,134 @@
+"""`usersvc dev`: the whole system with no Docker, started, used, stopped and started again."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import free_port
+from tests.fixtures.waiting import wait_for_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = 90.0
+
+
+class DevProcess:
+    """`usersvc dev` in a subprocess, with its announcement parsed from standard output."""
+
+    def __init__(self, data_dir: Path, http_port: int, esdb_port: int) -> None:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"DATABASE_URL", "DATABASE_SCHEMA", "ESDB_CONNECTION_STRING"}
+        }
+        env.update({"USERSVC_CONFIG": str(ROOT / "config.toml"), "LOG_LEVEL": "WARNING"})
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "dev",
+                "--data-dir",
+                str(data_dir),
+                "--http-port",
+                str(http_port),
+                "--esdb-port",
+                str(esdb_port),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+        self.base_url = f"http://127.0.0.1:{http_port}"
+        self.database_url = self._announced("PostgreSQL")
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def _announced(self, label: str) -> str:
+        while True:
+            try:
+                line = self.lines.get(timeout=STARTUP_TIMEOUT)
+            except queue.Empty:
+                raise AssertionError(f"usersvc dev did not announce {label}") from None
+            match = re.match(rf"\s+{label}\s+(\S+)", line)
+            if match:
+                return match[1]
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.close()
+
+    def close(self) -> int:
+        """Wait for the process to end (killing it after a minute) and release its pipe."""
+        try:
+            code = self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._pump_thread.join(10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return code
+
+
+@pytest.fixture
+def dev_ports() -> tuple[int, int]:
+    return free_port(), free_port()
+
+
+@pytest.fixture
+def start_dev(tmp_path: Path, dev_ports: tuple[int, int]) -> Iterator[object]:
+    started: list[DevProcess] = []
+
+    def start() -> DevProcess:
+        dev = DevProcess(tmp_path / "dev", *dev_ports)
+        started.append(dev)
+        return dev
+
+    yield start
+    for dev in started:
+        if dev.process.poll() is None:
+            dev.process.kill()
+        if not dev.process.stdout.closed:  # type: ignore[union-attr]
+            dev.close()
+
+
+@pytest.mark.slow
+def test_dev_runs_the_whole_system_and_keeps_data_across_restarts(start_dev, unique: str) -> None:  # type: ignore[no-untyped-def]
+    username = f"dev-{unique}"
+    dev = start_dev()
+    created = httpx.post(
+        f"{dev.base_url}/users", json={"username": username, "fullName": "Dev User"}
+    )
+    assert created.status_code == 201, created.text
+    wait_for_checkpoint(
+        dev.database_url,
+        "eventsourcing",
+        "usersvc-read-model",
+        created.json()["commitPosition"],
+        timeout=30,
+    )
+    assert httpx.get(f"{dev.base_url}/users/{username}").json()["fullName"] == "Dev User"
+    assert dev.interrupt() == 0
+
+    again = start_dev()
+    assert httpx.get(f"{again.base_url}/users/{username}").json()["fullName"] == "Dev User"
+    duplicate = httpx.post(f"{again.base_url}/users", json={"username": username, "fullName": "X"})
+    assert duplicate.status_code == 409
+    assert again.interrupt() == 0
