@@ -1,0 +1,51 @@
+"""Emulator-only: `python -m esdb_emulator` serves until SIGTERM and exits 0."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from esdbclient import EventStoreDBClient, StreamState
+
+from tests.compat.conftest import events
+from tests.fixtures.backends import EsdbTarget
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("storage", ["--mem", "--data-dir"])
+def test_the_command_serves_and_stops_cleanly_on_sigterm(
+    esdb_server: EsdbTarget, tmp_path: object, storage: str
+) -> None:
+    if esdb_server.real:
+        pytest.skip("starts the emulator's own command; a real server is in use")
+    port = free_port()
+    argv = [sys.executable, "-m", "esdb_emulator", "--port", str(port), storage]
+    if storage == "--data-dir":
+        argv.append(str(tmp_path))
+    with subprocess.Popen(argv, stderr=subprocess.PIPE) as process:
+        try:
+            url = f"esdb://127.0.0.1:{port}?tls=false"
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    client = EventStoreDBClient(url)
+                    break
+                except Exception:
+                    assert time.monotonic() < deadline, "the emulator did not start"
+                    assert process.poll() is None, "the emulator exited"
+                    time.sleep(0.1)
+            client.append_to_stream("cli", current_version=StreamState.NO_STREAM, events=events(1))
+            client.close()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(10) == 0
