@@ -10,12 +10,9 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from uuid import UUID
 
 import orjson
 
@@ -29,56 +26,27 @@ from esdb_emulator.decisions import (
 )
 from esdb_emulator.errors import BadRequest, MaximumAppendSizeExceeded, WrongExpectedVersion
 from esdb_emulator.log import Log
+from esdb_emulator.model import (
+    FIRST_POSITION,
+    HIDDEN_FROM_ALL,
+    IMPORT_FRAME,
+    MAX_APPEND_SIZE,
+    METADATA_TYPE,
+    RECORD_OVERHEAD,
+    TOMBSTONE_TYPE,
+    AppendResult,
+    Proposed,
+    StreamNotFound,
+    StreamState,
+    metastream,
+    ticks_now,
+)
 from esdb_emulator.records import MAX_REVISION, Record, from_stored
 from usersvc.records import StoredEvent
 
 log = logging.getLogger(__name__)
 
-MAX_APPEND_SIZE = 1024 * 1024  # the real server's default MaxAppendSize
-FIRST_POSITION = 1024
-# Position gap per record beyond its size, so that positions look like the real log's offsets.
-RECORD_OVERHEAD = 64
-IMPORT_FRAME = 10_000  # records per log frame when importing
-HIDDEN_FROM_ALL = "$epoch-information"
-METADATA_TYPE = "$metadata"
-TOMBSTONE_TYPE = "$streamDeleted"
-
 __all__ = ["ANY", "NO_STREAM", "STREAM_EXISTS", "AppendResult", "Proposed", "Store"]
-
-
-@dataclass(frozen=True, slots=True)
-class Proposed:
-    event_id: UUID
-    type: str
-    is_json: bool
-    data: bytes
-    metadata: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    revision: int | None  # None: the stream still has no events
-    position: int | None  # None: nothing was written and nothing matched
-
-
-class StreamNotFound(Exception):
-    pass
-
-
-@dataclass(slots=True)
-class _Stream:
-    records: list[Record] = field(default_factory=list)
-    ids: dict[UUID, int] = field(default_factory=dict)
-    id_list: list[UUID] = field(default_factory=list)
-    tombstone: Record | None = None
-
-
-def ticks_now() -> int:
-    return time.time_ns() // 100
-
-
-def metastream(stream: str) -> str:
-    return "$$" + stream
 
 
 class Store:
@@ -87,7 +55,7 @@ class Store:
         self.changed = threading.Condition(self._lock)
         self._all: list[Record] = []
         self._positions: list[int] = []
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, StreamState] = {}
         # Records of `$all` below this index are durable; only they are visible to readers.
         self._durable = 0
         self._durable_position = 0
@@ -349,7 +317,7 @@ class Store:
         for record in records:
             self._all.append(record)
             self._positions.append(record.position)
-            state = self._streams.setdefault(record.stream, _Stream())
+            state = self._streams.setdefault(record.stream, StreamState())
             if record.revision == MAX_REVISION:
                 state.tombstone = record
             else:
@@ -388,7 +356,7 @@ class Store:
         return len(state.records) if state else 0
 
     def _view(self, stream: str) -> StreamView:
-        state = self._streams.get(stream) or _Stream()
+        state = self._streams.get(stream) or StreamState()
         meta_state = self._streams.get(metastream(stream))
         return StreamView(
             name=stream,

@@ -10,19 +10,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
-from esdbclient.protos.Grpc import shared_pb2, status_pb2, streams_pb2
-from google.protobuf import any_pb2, empty_pb2
+from esdbclient.protos.Grpc import shared_pb2, streams_pb2
 
-from esdb_emulator import wire
-from esdb_emulator.decisions import ANY, NO_STREAM, STREAM_EXISTS
+from esdb_emulator import replies, wire
 from esdb_emulator.errors import (
     BadRequest,
     MaximumAppendSizeExceeded,
     StreamDeleted,
     WrongExpectedVersion,
 )
+from esdb_emulator.model import StreamNotFound
 from esdb_emulator.records import MAX_REVISION
-from esdb_emulator.store import Store, StreamNotFound
+from esdb_emulator.store import Store
 from esdb_emulator.subscriptions import subscribe_to_all, subscribe_to_stream
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ class StreamsServicer:
             events = [wire.proposed_from(r.proposed_message) for r in requests]
             result = self.store.append(stream, expected, events)
         except WrongExpectedVersion as exc:
-            return streams_pb2.AppendResp(wrong_expected_version=_append_wev(exc))
+            return streams_pb2.AppendResp(wrong_expected_version=replies.append_wev(exc))
         except StreamDeleted as exc:
             wire.abort_deleted(context, exc)
         except MaximumAppendSizeExceeded as exc:
@@ -108,7 +107,7 @@ class StreamsServicer:
                 context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), {"exception": "bad-request"}
             )
         success = streams_pb2.AppendResp.Success()
-        _fill_success(success, result.revision, result.position)
+        replies.fill_success(success, result.revision, result.position)
         return streams_pb2.AppendResp(success=success)
 
     # -- BatchAppend ----------------------------------------------------------------------------
@@ -122,7 +121,7 @@ class StreamsServicer:
             elif key in pending:
                 pending[key][1].extend(request.proposed_messages)
             else:
-                yield _batch_error(
+                yield replies.batch_error(
                     request,
                     "BadRequest",
                     shared_pb2.BadRequest(
@@ -141,25 +140,27 @@ class StreamsServicer:
         identifier = shared_pb2.StreamIdentifier(stream_name=options.stream_identifier.stream_name)
         deadline = options.deadline if options.WhichOneof("deadline_option") == "deadline" else None
         if deadline is not None and deadline.seconds <= 0 and deadline.nanos <= 0:
-            return _batch_error(first, "Timeout", shared_pb2.Timeout(), 4)
+            return replies.batch_error(first, "Timeout", shared_pb2.Timeout(), 4)
         try:
             expected = wire.expected_from(options, "stream_position")
             result = self.store.append(stream, expected, [wire.proposed_from(m) for m in messages])
         except WrongExpectedVersion as exc:
-            return _batch_error(first, "WrongExpectedVersion", _shared_wev(exc), 6)
+            return replies.batch_error(first, "WrongExpectedVersion", replies.shared_wev(exc), 6)
         except StreamDeleted:
-            return _batch_error(
+            return replies.batch_error(
                 first, "StreamDeleted", shared_pb2.StreamDeleted(stream_identifier=identifier), 5
             )
         except MaximumAppendSizeExceeded as exc:
-            return _batch_error(
+            return replies.batch_error(
                 first,
                 "MaximumAppendSizeExceeded",
                 shared_pb2.MaximumAppendSizeExceeded(maxAppendSize=exc.limit),
                 3,
             )
         except BadRequest as exc:
-            return _batch_error(first, "BadRequest", shared_pb2.BadRequest(message=str(exc)), 3)
+            return replies.batch_error(
+                first, "BadRequest", shared_pb2.BadRequest(message=str(exc)), 3
+            )
         success = streams_pb2.BatchAppendResp.Success()
         if result.revision is None:
             success.no_stream.SetInParent()
@@ -304,71 +305,6 @@ class StreamsServicer:
                     remaining -= 1
                     if remaining == 0:
                         return
-
-
-def _fill_success(success: Any, revision: int | None, position: int | None) -> None:
-    if revision is None:
-        success.no_stream.SetInParent()
-    else:
-        success.current_revision = revision
-    if position is None:
-        success.no_position.SetInParent()
-    else:
-        success.position.commit_position = position
-        success.position.prepare_position = position
-
-
-def _append_wev(exc: WrongExpectedVersion) -> Any:
-    wev = streams_pb2.AppendResp.WrongExpectedVersion()
-    if exc.current < 0:
-        wev.current_no_stream.SetInParent()
-        wev.no_stream_20_6_0.SetInParent()
-    else:
-        wev.current_revision = exc.current
-        wev.current_revision_20_6_0 = exc.current
-    if exc.expected >= 0:
-        wev.expected_revision = exc.expected
-        wev.expected_revision_20_6_0 = exc.expected
-    elif exc.expected == ANY:
-        wev.expected_any.SetInParent()
-        wev.any_20_6_0.SetInParent()
-    elif exc.expected == STREAM_EXISTS:
-        wev.expected_stream_exists.SetInParent()
-        wev.stream_exists_20_6_0.SetInParent()
-    else:
-        wev.expected_no_stream.SetInParent()
-        wev.expected_revision_20_6_0 = _U64
-    return wev
-
-
-def _shared_wev(exc: WrongExpectedVersion) -> Any:
-    wev = shared_pb2.WrongExpectedVersion()
-    if exc.current < 0:
-        wev.current_no_stream.CopyFrom(empty_pb2.Empty())
-    else:
-        wev.current_stream_revision = exc.current
-    if exc.expected >= 0:
-        wev.expected_stream_position = exc.expected
-    elif exc.expected == ANY:
-        wev.expected_any.CopyFrom(empty_pb2.Empty())
-    elif exc.expected == STREAM_EXISTS:
-        wev.expected_stream_exists.CopyFrom(empty_pb2.Empty())
-    elif exc.expected == NO_STREAM:
-        wev.expected_no_stream.CopyFrom(empty_pb2.Empty())
-    return wev
-
-
-def _batch_error(request: Any, message: str, detail: Any, code: Any) -> Any:
-    # `code` is a google.rpc.Code number, typed as its protobuf enum by the stubs.
-    details = any_pb2.Any()
-    details.Pack(detail)
-    response = streams_pb2.BatchAppendResp(
-        correlation_id=request.correlation_id,
-        error=status_pb2.Status(code=code, message=message, details=details),
-    )
-    if request.HasField("options"):
-        response.stream_identifier.stream_name = request.options.stream_identifier.stream_name
-    return response
 
 
 __all__ = ["MAX_REVISION", "StreamsServicer", "uuid"]
