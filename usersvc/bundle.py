@@ -128,7 +128,7 @@ class BundleWriter:
     def close(self) -> dict[str, Any]:
         trailer = self.trailer()
         self._frame(b"T", orjson.dumps(trailer))
-        self._zstd.close()
+        self._zstd.close()  # type: ignore[no-untyped-call]
         return trailer
 
     def __enter__(self) -> BundleWriter:
@@ -138,7 +138,7 @@ class BundleWriter:
         if exc_type is None:
             self.close()
         else:
-            self._zstd.close()
+            self._zstd.close()  # type: ignore[no-untyped-call]
             self.path.unlink(missing_ok=True)
 
 
