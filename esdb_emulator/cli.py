@@ -60,19 +60,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         advertised_host=args.advertised_host,
     )
+    if args.import_file is not None:
+        # Import before serving, so that no client can write in between.
+        store = Store(server.data_dir)
+        try:
+            imported = import_bundle(store, args.import_file)
+        except (StoreError, ValueError, OSError, ImportError) as exc:
+            log.error("import of %s failed, nothing was imported: %s", args.import_file, exc)
+            store.close()
+            return 1
+        log.info("imported %d events from %s", imported, args.import_file)
+        if server.data_dir is None:
+            server.store = store  # in memory: the server serves this very store
+        else:
+            store.close()
     try:
         server.start()
     except OSError as exc:
         log.error("%s", exc)
-        return 1
-    try:
-        if args.import_file is not None:
-            assert server.store is not None
-            imported = import_bundle(server.store, args.import_file)
-            log.info("imported %d events from %s", imported, args.import_file)
-    except (StoreError, ValueError, OSError) as exc:
-        log.error("import failed, nothing of the failing event was written: %s", exc)
-        server.stop()
         return 1
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -7,11 +7,15 @@ import socket
 import subprocess
 import sys
 import time
+import types
+from pathlib import Path
 
 import pytest
 from esdbclient import EventStoreDBClient, StreamState
 
+from esdb_emulator.store import Store
 from tests.compat.conftest import events
+from tests.compat.test_durability import recorded
 from tests.fixtures.backends import EsdbTarget
 
 
@@ -49,3 +53,26 @@ def test_the_command_serves_and_stops_cleanly_on_sigterm(
         finally:
             process.send_signal(signal.SIGTERM)
             assert process.wait(10) == 0
+
+
+def test_a_failing_import_exits_1_without_serving(
+    esdb_server: EsdbTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if esdb_server.real:
+        pytest.skip("runs the emulator's own command; a real server is in use")
+    from esdb_emulator.cli import main
+
+    bundle = types.ModuleType("usersvc.bundle")
+    bundle.read_bundle = lambda path: [  # type: ignore[attr-defined]
+        recorded(5_000, "imported", 0),
+        recorded(4_000, "imported", 1),
+    ]
+    monkeypatch.setitem(sys.modules, "usersvc.bundle", bundle)
+    data_dir = tmp_path / "data"
+    argv = ["--port", "0", "--data-dir", str(data_dir), "--import", str(tmp_path / "b")]
+    assert main(argv) == 1
+    store = Store(data_dir)
+    try:
+        assert store.last_position() < 4_000
+    finally:
+        store.close()
