@@ -8,7 +8,8 @@ Prints, one line each:
 - read $all: `read_all` of every event into an esdbclient consumer, events/s and ratio to baseline;
 - catch-up: `subscribe_to_all` from the start until caught up, events/s and ratio;
 - sequential durable single-event appends (on-disk store, fdatasync per append), appends/s;
-- batches of 100 events (on-disk store), events/s.
+- batches of 100 events (on-disk store), events/s;
+- single-event appends from 8 clients at once (on-disk store, group commit), appends/s.
 The emulator and the baseline server each run in a process of their own (as the emulator runs
 in practice), so that client and server do not share one interpreter lock. Machine load from
 other processes makes every figure noisy; run it on a quiet machine.
@@ -36,6 +37,7 @@ from esdb_emulator.records import Record
 from esdb_emulator.wire import event_response
 
 BASELINE_METHOD = "/bench.Bare/Stream"
+CONCURRENT_CLIENTS = 8
 PAYLOAD = json.dumps({"username": "someone", "email": "someone@example.com", "n": 0}).encode()
 
 
@@ -129,7 +131,7 @@ def read_rates(count: int) -> tuple[float, float, int]:
                 )
             sample = next(iter(client.read_all(limit=1)))
             record = Record(
-                sample.commit_position,
+                sample.commit_position or 0,
                 sample.stream_name,
                 sample.stream_position,
                 sample.id,
@@ -157,7 +159,7 @@ def read_rates(count: int) -> tuple[float, float, int]:
     return read_rate, catch_rate, size
 
 
-def append_rates(appends: int, batches: int) -> tuple[float, float]:
+def append_rates(appends: int, batches: int) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as directory, emulator("--data-dir", directory) as url:
         client = EventStoreDBClient(url)
         try:
@@ -178,9 +180,29 @@ def append_rates(appends: int, batches: int) -> tuple[float, float]:
                     events=[new_event() for _ in range(100)],
                 )
             batched = batches * 100 / (time.perf_counter() - started)
+            concurrent = concurrent_rate(url, appends)
         finally:
             client.close()
-    return single, batched
+    return single, batched, concurrent
+
+
+def concurrent_rate(url: str, appends: int) -> float:
+    """Single-event appends from several clients at once (they share fdatasyncs)."""
+    clients = [EventStoreDBClient(url) for _ in range(CONCURRENT_CLIENTS)]
+
+    def run(client: EventStoreDBClient) -> None:
+        stream = f"concurrent-{uuid.uuid4()}"
+        for _ in range(appends // CONCURRENT_CLIENTS):
+            client.append_to_stream(stream, current_version=StreamState.ANY, events=new_event())
+
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(CONCURRENT_CLIENTS) as pool:
+            list(pool.map(run, clients))
+        return appends // CONCURRENT_CLIENTS * CONCURRENT_CLIENTS / (time.perf_counter() - started)
+    finally:
+        for client in clients:
+            client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     read_rate, catch_rate, size = read_rates(args.events)
     bare = baseline(size, args.events)
-    single, batched = append_rates(args.appends, args.batches)
+    single, batched, concurrent = append_rates(args.appends, args.batches)
     out = sys.stdout
     out.write(f"events: {args.events}, ReadResp size {size} bytes\n")
     out.write(f"baseline bare grpcio stream: {bare:,.0f} messages/s\n")
@@ -205,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     out.write(f"sequential durable appends:  {single:,.0f} appends/s\n")
     out.write(f"batches of 100 (durable):    {batched:,.0f} events/s\n")
+    out.write(
+        f"{CONCURRENT_CLIENTS} concurrent appenders:      {concurrent:,.0f} appends/s (durable)\n"
+    )
     return 0
 
 
