@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import pytest
 from esdbclient import EventStoreDBClient
+
+from esdb_emulator import EmbeddedServer
+from tests.fixtures.backends import EsdbTarget
 
 
 def test_gossip_reports_one_leader_at_the_connected_address(
@@ -30,3 +34,15 @@ def test_listing_persistent_subscriptions_on_a_fresh_server_is_empty(
     client: EventStoreDBClient,
 ) -> None:
     assert client.list_subscriptions() == []
+
+
+def test_gossip_advertises_the_configured_host(esdb_server: EsdbTarget) -> None:
+    if esdb_server.real:
+        pytest.skip("configures the emulator's advertised host; a real server is in use")
+    with EmbeddedServer(advertised_host="localhost") as server:
+        client = EventStoreDBClient(server.connection_string)
+        try:
+            (member,) = client.read_gossip()
+            assert (member.address, member.port) == ("localhost", server.port)
+        finally:
+            client.close()
