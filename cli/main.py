@@ -52,7 +52,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import repro
+    from cli.repro import register as register_repro
 
     parser = argparse.ArgumentParser(prog="usersvc", description="Event-sourced user service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--debug", action="store_true", help="Flask's debug server, not gunicorn")
     dev.set_defaults(run=_dev)
 
-    repro.register(commands)
+    register_repro(commands)
     return parser
 
 

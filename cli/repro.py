@@ -1,0 +1,206 @@
+"""`usersvc replay`, `usersvc export` and `usersvc snapshot`: reproduce a production bug locally."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from usersvc.events import STREAM_PREFIX
+from usersvc.settings import load_settings
+
+log = logging.getLogger("usersvc.repro")
+
+CUTOFF_HELP = (
+    "A replay is always a prefix of $all. --until-position and --until-event-id include that "
+    "event; --until TIME includes every event before the first one recorded later than TIME "
+    "(events stamped exactly TIME are in). --from-position P starts strictly after P."
+)
+
+
+def _time(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO-8601 time") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} has no time zone; add Z or +00:00")
+    return moment
+
+
+def _event_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an event id (a UUID)") from None
+
+
+def _position(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a commit position")
+    return number
+
+
+def _add_range(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from-position", type=_position, help="start strictly after P")
+    until = parser.add_mutually_exclusive_group()
+    until.add_argument("--until", type=_time, metavar="TIME", help="ISO-8601 time with zone")
+    until.add_argument("--until-position", type=_position, metavar="P")
+    until.add_argument("--until-event-id", type=_event_id, metavar="ID")
+    parser.add_argument(
+        "--stream-prefix",
+        default=STREAM_PREFIX,
+        help=f"streams to take (default {STREAM_PREFIX!r})",
+    )
+
+
+def register(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="replay history into a fresh database up to a moment",
+        description="Replay $all into a fresh read model. " + CUTOFF_HELP,
+    )
+    replay.add_argument("--target-database-url", required=True)
+    replay.add_argument("--schema", help="target schema (default: DATABASE_SCHEMA)")
+    _add_range(replay)
+    source = replay.add_mutually_exclusive_group()
+    source.add_argument("--source-esdb", metavar="URL", help="default: ESDB_CONNECTION_STRING")
+    source.add_argument("--from-bundle", type=Path, metavar="FILE")
+    replay.add_argument(
+        "--from-snapshot",
+        type=Path,
+        metavar="FILE",
+        help="restore this snapshot, then replay what came after it",
+    )
+    replay.add_argument("--force", action="store_true", help="replace data in the target")
+    replay.set_defaults(run=_replay)
+
+    export = commands.add_parser(
+        "export",
+        help="write a range of events to a bundle file",
+        description="Export events into a bundle. " + CUTOFF_HELP,
+    )
+    export.add_argument("--output", type=Path, required=True)
+    export.add_argument("--source-esdb", metavar="URL", help="default: ESDB_CONNECTION_STRING")
+    _add_range(export)
+    export.add_argument(
+        "--redact",
+        default="",
+        metavar="FIELDS",
+        help="comma-separated JSON data fields to replace, e.g. fullName",
+    )
+    export.set_defaults(run=_export)
+
+    snapshot = commands.add_parser("snapshot", help="save the read model and its checkpoint")
+    snapshot.add_argument("--output", type=Path, required=True)
+    snapshot.add_argument("--database-url", help="default: DATABASE_URL")
+    snapshot.add_argument("--schema", help="default: DATABASE_SCHEMA")
+    snapshot.set_defaults(run=_snapshot)
+
+
+def _cutoff(args: argparse.Namespace) -> Any:
+    from worker.replay import Cutoff
+
+    if args.until is not None:
+        return Cutoff("time", time=args.until)
+    if args.until_position is not None:
+        return Cutoff("position", position=args.until_position)
+    if args.until_event_id is not None:
+        return Cutoff("event_id", event_id=args.until_event_id)
+    return Cutoff()
+
+
+def _source(args: argparse.Namespace) -> Any:
+    from worker.sources import BundleSource, EsdbSource
+
+    if getattr(args, "from_bundle", None) is not None:
+        return BundleSource(args.from_bundle, args.stream_prefix)
+    return EsdbSource(
+        args.source_esdb or load_settings().esdb_connection_string, args.stream_prefix
+    )
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from worker.replay import ReplayError, ReplayRequest, replay
+    from worker.sources import SourceUnavailable
+
+    settings = load_settings()
+    try:
+        source = _source(args)
+        try:
+            summary = replay(
+                source,
+                ReplayRequest(
+                    target_url=args.target_database_url,
+                    schema=args.schema or settings.database_schema,
+                    checkpoint_name=settings.worker_name,
+                    cutoff=_cutoff(args),
+                    from_position=args.from_position,
+                    snapshot=args.from_snapshot,
+                    force=args.force,
+                ),
+            )
+        finally:
+            source.close()
+    except (ReplayError, SourceUnavailable) as exc:
+        log.error("replay refused: %s", exc)
+        return 2
+    sys.stdout.write("replay done\n" + "".join(f"  {line}\n" for line in summary.lines()))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from worker.export import export
+    from worker.replay import ReplayError
+    from worker.sources import SourceUnavailable
+
+    fields = [f.strip() for f in args.redact.split(",") if f.strip()]
+    try:
+        source = _source(args)
+        try:
+            result = export(
+                source,
+                args.output,
+                cutoff=_cutoff(args),
+                from_position=args.from_position,
+                redact_fields=fields,
+            )
+        finally:
+            source.close()
+    except (ReplayError, SourceUnavailable) as exc:
+        log.error("export refused: %s", exc)
+        return 2
+    sys.stdout.write(
+        f"exported {result['count']} events (positions {result['firstPosition']} .. "
+        f"{result['lastPosition']}) to {args.output}\n"
+    )
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from worker.snapshot import take_snapshot
+
+    settings = load_settings()
+    url = args.database_url or settings.require_database_url()
+    try:
+        header = take_snapshot(
+            url, args.schema or settings.database_schema, settings.worker_name, args.output
+        )
+    except psycopg.Error as exc:
+        log.error("snapshot failed: %s", exc)
+        return 2
+    sys.stdout.write(
+        f"snapshot of {header['rows']} rows at checkpoint "
+        f"{header['checkpoint']} written to {args.output}\n"
+    )
+    return 0
