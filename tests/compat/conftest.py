@@ -36,7 +36,9 @@ def stream(unique: str) -> str:
 def emulator(esdb_server: EsdbTarget, tmp_path: Path) -> Iterator[EmbeddedServer]:
     """A private on-disk emulator of this test (skips against a real server)."""
     if esdb_server.real:
-        pytest.skip("needs the emulator itself (its data directory); a real server is in use")
+        pytest.skip(
+            "needs the emulator itself (its store or data directory); a real server is in use"
+        )
     with EmbeddedServer(tmp_path / "esdb") as server:
         yield server
 
