@@ -16,13 +16,16 @@ bundle or snapshot, a target that already holds data (unless `--force`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
+from queue import Empty, Queue
 from typing import Any
 from uuid import UUID
 
@@ -39,7 +42,8 @@ from worker.sources import EventSource, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 5_000
+BATCH_SIZE = 10_000
+PREFETCH_BATCHES = 4
 
 
 class ReplayError(RuntimeError):
@@ -195,16 +199,40 @@ def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
 def _batches(
     events: Iterator[StoredEvent], until: int | None, size: int
 ) -> Iterator[list[StoredEvent]]:
-    batch: list[StoredEvent] = []
-    for event in events:
-        if until is not None and event.commit_position > until:
-            break
-        batch.append(event)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    """Batches of the source's events up to `until`, read ahead by a thread so that reading
+    (gRPC or decompression) overlaps with PostgreSQL writing the previous batch."""
+    queue: Queue[list[StoredEvent] | BaseException | None] = Queue(maxsize=PREFETCH_BATCHES)
+    stop = threading.Event()
+
+    def read() -> None:
+        batch: list[StoredEvent] = []
+        try:
+            for event in events:
+                if stop.is_set() or (until is not None and event.commit_position > until):
+                    break
+                batch.append(event)
+                if len(batch) >= size:
+                    queue.put(batch)
+                    batch = []
+            if batch:
+                queue.put(batch)
+            queue.put(None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            queue.put(exc)
+
+    reader = threading.Thread(target=read, name="replay-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            with contextlib.suppress(Empty):
+                queue.get_nowait()
+            reader.join(0.05)
 
 
 def _check_target(request: ReplayRequest) -> None:
