@@ -92,7 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return emulator_main(argv[1:])
     args = build_parser().parse_args(argv)
-    configure_logging()
+    try:
+        configure_logging(load_settings().log_level)
+    except SettingsError:
+        configure_logging()  # the command itself reports the bad setting
     try:
         return int(args.run(args))
     except SettingsError as exc:

@@ -1,0 +1,208 @@
+"""HTTP API speed over real HTTP: POST /users and GET /users/<username>.
+
+    python -m benchmarks.service_bench [--posts 2000] [--gets 4000] [--clients 8]
+
+Starts, as separate processes, the emulator (in memory), the service under gunicorn and the
+worker, with an embedded PostgreSQL (or `DATABASE_URL`); then measures
+- POST /users from `--clients` concurrent keep-alive clients: requests/s, p50, p99;
+- GET /users/<username> from one client, one request at a time (unloaded): p50, p99;
+- GET from `--clients` concurrent clients: requests/s, p50, p99.
+- the baseline, in the same run and through the same client, gunicorn and Flask: GET of a
+  name that cannot exist, answered 404 before any database work; so the ratio shows what
+  reading PostgreSQL adds on top of the HTTP stack itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from worker.migrator import migrate
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} never answered")
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[int(q) - 1]
+
+
+def _run(
+    clients: int, total: int, request: Callable[[httpx.Client, int], None], base: str
+) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+
+    def work(worker: int) -> list[float]:
+        mine: list[float] = []
+        with httpx.Client(base_url=base, timeout=10) as http:
+            for i in range(worker, total, clients):
+                started = time.perf_counter()
+                request(http, i)
+                mine.append(time.perf_counter() - started)
+        return mine
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for part in pool.map(work, range(clients)):
+            latencies.extend(part)
+    return total / (time.perf_counter() - started), latencies
+
+
+def _line(label: str, rate: float | None, latencies: list[float]) -> str:
+    p50, p99 = _percentile(latencies, 50) * 1000, _percentile(latencies, 99) * 1000
+    rps = f"{rate:,.0f} req/s, " if rate is not None else ""
+    return f"{label}: {rps}p50 {p50:.2f} ms, p99 {p99:.2f} ms\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--posts", type=int, default=2000)
+    parser.add_argument("--gets", type=int, default=4000)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+    out = sys.stdout.write
+    processes: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        database_url = os.environ.get("DATABASE_URL")
+        pg = None
+        if not database_url:
+            import pgserver
+
+            pg = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
+            database_url = pg.get_uri()
+        schema = f"bench_{uuid.uuid4().hex[:6]}"
+        migrate(database_url, schema)
+        esdb_port, http_port = _free_port(), _free_port()
+        env = {
+            **os.environ,
+            "ESDB_CONNECTION_STRING": f"esdb://127.0.0.1:{esdb_port}?tls=false",
+            "DATABASE_URL": database_url,
+            "DATABASE_SCHEMA": schema,
+            "HTTP_PORT": str(http_port),
+            "LOG_LEVEL": "WARNING",
+        }
+        base = f"http://127.0.0.1:{http_port}"
+        try:
+            for command in (
+                ["emulator", "--mem", "--port", str(esdb_port), "--log-level", "WARNING"],
+                ["serve"],
+                ["worker"],
+            ):
+                processes.append(
+                    subprocess.Popen([sys.executable, "-m", "cli.main", *command], env=env)
+                )
+            _wait_http(f"{base}/health", processes[1])
+            prefix = uuid.uuid4().hex[:8]
+            positions: list[int] = []
+
+            def post(http: httpx.Client, i: int) -> None:
+                response = http.post(
+                    "/users", json={"username": f"{prefix}-{i}", "fullName": f"Bench User {i}"}
+                )
+                assert response.status_code == 201, response.text
+                positions.append(response.json()["commitPosition"])
+
+            rate, latencies = _run(args.clients, args.posts, post, base)
+            out(
+                _line(
+                    f"POST /users ({args.clients} clients, {args.posts:,} requests)",
+                    rate,
+                    latencies,
+                )
+            )
+            _wait_for_projection(database_url, schema, max(positions))
+
+            def get(http: httpx.Client, i: int) -> None:
+                response = http.get(f"/users/{prefix}-{i % args.posts}")
+                assert response.status_code == 200, response.text
+
+            _, latencies = _run(1, args.gets, get, base)
+            out(
+                _line(
+                    f"GET /users/<name> unloaded (1 client, {args.gets:,} requests)",
+                    None,
+                    latencies,
+                )
+            )
+            rate, latencies = _run(args.clients, args.gets, get, base)
+            out(
+                _line(
+                    f"GET /users/<name> ({args.clients} clients, {args.gets:,} requests)",
+                    rate,
+                    latencies,
+                )
+            )
+
+            def baseline(http: httpx.Client, i: int) -> None:
+                assert http.get("/users/no%20such%20user").status_code == 404
+
+            _, base_unloaded = _run(1, args.gets, baseline, base)
+            out(_line("baseline: GET answered before the database, unloaded", None, base_unloaded))
+            base_rate, base_latencies = _run(args.clients, args.gets, baseline, base)
+            out(
+                _line(
+                    f"baseline: GET answered before the database ({args.clients} clients)",
+                    base_rate,
+                    base_latencies,
+                )
+            )
+            out(
+                f"GET vs baseline: {rate / base_rate:.2f}x the throughput, p99 unloaded "
+                f"{_percentile(latencies, 99) / _percentile(base_latencies, 99):.2f}x\n"
+            )
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(30)
+            if pg is not None:
+                pg.cleanup()
+    return 0
+
+
+def _wait_for_projection(database_url: str, schema: str, position: int) -> None:
+    """Setup between phases, not measured: the worker has projected every POST."""
+    deadline = time.monotonic() + 120
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                f'SELECT commit_position FROM "{schema}".checkpoint LIMIT 1'
+            ).fetchone()
+            if row and row[0] >= position:
+                return
+            time.sleep(0.05)
+    raise RuntimeError("the worker did not catch up")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
