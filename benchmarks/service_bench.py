@@ -146,12 +146,12 @@ def main() -> int:
                 response = http.get(f"/users/{prefix}-{i % args.posts}")
                 assert response.status_code == 200, response.text
 
-            _, latencies = _run(1, args.gets, get, base)
+            _, get_unloaded = _run(1, args.gets, get, base)
             out(
                 _line(
                     f"GET /users/<name> unloaded (1 client, {args.gets:,} requests)",
                     None,
-                    latencies,
+                    get_unloaded,
                 )
             )
             rate, latencies = _run(args.clients, args.gets, get, base)
@@ -178,7 +178,7 @@ def main() -> int:
             )
             out(
                 f"GET vs baseline: {rate / base_rate:.2f}x the throughput, p99 unloaded "
-                f"{_percentile(latencies, 99) / _percentile(base_latencies, 99):.2f}x\n"
+                f"{_percentile(get_unloaded, 99) / _percentile(base_unloaded, 99):.2f}x\n"
             )
         finally:
             for process in processes:
