@@ -68,6 +68,8 @@ def test_a_failing_import_exits_1_without_serving(
         recorded(4_000, "imported", 1),
     ]
     monkeypatch.setitem(sys.modules, "usersvc.bundle", bundle)
+    # main() sets up process-wide logging; inside pytest that would replace its handlers.
+    monkeypatch.setattr("usersvc.logs.configure_logging", lambda level: None)
     data_dir = tmp_path / "data"
     argv = ["--port", "0", "--data-dir", str(data_dir), "--import", str(tmp_path / "b")]
     assert main(argv) == 1
