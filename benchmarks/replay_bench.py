@@ -3,7 +3,8 @@
     python -m benchmarks.replay_bench [--events 1000000] [--naive-sample 20000]
 
 Setup (not measured): an embedded PostgreSQL (or `DATABASE_URL`), a bundle of `--events`
-generated events, and an in-memory emulator process loaded with the same bundle. Then, in one run:
+generated events, and an in-memory emulator process loaded with the same bundle. Then, in one
+run:
 - replay from the bundle (the verification pass over the file included);
 - replay from the emulator (its own process, loaded with `--import`) over gRPC through
   esdbclient;
@@ -15,67 +16,25 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
-from usersvc.bundle import write_bundle
-from usersvc.events import UserCreated, encode_user_created, stream_name
+from benchmarks.support import emulator_process, generate, history_bundle, postgres
 from usersvc.records import StoredEvent
 from worker.migrator import migrate
 from worker.projection import Projection
 from worker.replay import ReplayRequest, replay
-from worker.sources import BundleSource, EsdbSource, SourceUnavailable
+from worker.sources import BundleSource, EsdbSource, EventSource
 
 WORKER = "usersvc-read-model"
 
 
-def generate(count: int) -> Iterator[StoredEvent]:
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    for i in range(count):
-        name = f"user{i:07d}"
-        moment = start + timedelta(milliseconds=i)
-        yield StoredEvent(
-            commit_position=10_000 + i * 200,
-            stream=stream_name(name),
-            revision=0,
-            event_id=uuid.uuid4(),
-            type="user-created",
-            data=encode_user_created(UserCreated(name, f"Full Name {i}", moment)),
-            metadata=b'{"schemaVersion":1}',
-            content_type="application/json",
-            recorded_at=moment,
-        )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _connect(url: str, process: subprocess.Popen[bytes]) -> EsdbSource:
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            return EsdbSource(url)
-        except SourceUnavailable:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)  # the emulator is still importing the bundle
-
-
-def timed_replay(source: BundleSource | EsdbSource, url: str, schema: str) -> tuple[float, int]:
+def timed_replay(source: EventSource, url: str, schema: str) -> tuple[float, int]:
     started = time.perf_counter()
     summary = replay(source, ReplayRequest(target_url=url, schema=schema, checkpoint_name=WORKER))
     return time.perf_counter() - started, summary.applied
@@ -99,17 +58,10 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     out = sys.stdout.write
-    with tempfile.TemporaryDirectory() as tmp:
-        url = os.environ.get("DATABASE_URL")
-        server = None
-        if not url:
-            import pgserver
-
-            server = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
-            url = server.get_uri()
-        bundle = Path(tmp) / "history.bundle"
+    with tempfile.TemporaryDirectory() as tmp, postgres(Path(tmp) / "pg") as url:
         started = time.perf_counter()
-        write_bundle(bundle, generate(args.events), {"source": "benchmark"})
+        bundle = Path(tmp) / "history.bundle"
+        history_bundle(bundle, args.events)
         out(
             f"setup: bundle of {args.events:,} events written in "
             f"{time.perf_counter() - started:.1f} s ({bundle.stat().st_size / 1e6:.0f} MB)\n"
@@ -123,31 +75,12 @@ def main() -> int:
             f"{bundle_rate:,.0f} events/s\n"
         )
 
-        # The emulator in its own process, as `usersvc emulator --import` runs it.
-        port = _free_port()
         started = time.perf_counter()
-        emulator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "esdb_emulator",
-                "--mem",
-                "--port",
-                str(port),
-                "--import",
-                str(bundle),
-                "--log-level",
-                "WARNING",
-            ]
-        )
-        try:
-            source = _connect(f"esdb://127.0.0.1:{port}?tls=false", emulator)
+        with emulator_process(bundle) as esdb_url:
             out(f"setup: emulator process loaded in {time.perf_counter() - started:.1f} s\n")
+            source = EsdbSource(esdb_url)
             seconds, applied = timed_replay(source, url, f"bench_grpc_{suffix}")
             source.close()
-        finally:
-            emulator.terminate()
-            emulator.wait(30)
         grpc_rate = applied / seconds
         out(
             f"replay from emulator (gRPC): {applied:,} events in {seconds:.1f} s = "
@@ -166,8 +99,6 @@ def main() -> int:
             f"speed-up from bundle: {bundle_rate / naive_rate:.1f}x; "
             f"from gRPC: {grpc_rate / naive_rate:.1f}x\n"
         )
-        if server is not None:
-            server.cleanup()
     return 0
 
 

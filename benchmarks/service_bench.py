@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,21 +29,15 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from benchmarks.support import free_port, postgres
 from worker.migrator import migrate
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         try:
             httpx.get(url, timeout=1)
             return
@@ -92,17 +85,10 @@ def main() -> int:
     args = parser.parse_args()
     out = sys.stdout.write
     processes: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        database_url = os.environ.get("DATABASE_URL")
-        pg = None
-        if not database_url:
-            import pgserver
-
-            pg = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
-            database_url = pg.get_uri()
+    with tempfile.TemporaryDirectory() as tmp, postgres(Path(tmp) / "pg") as database_url:
         schema = f"bench_{uuid.uuid4().hex[:6]}"
         migrate(database_url, schema)
-        esdb_port, http_port = _free_port(), _free_port()
+        esdb_port, http_port = free_port(), free_port()
         env = {
             **os.environ,
             "ESDB_CONNECTION_STRING": f"esdb://127.0.0.1:{esdb_port}?tls=false",
@@ -185,8 +171,6 @@ def main() -> int:
                 process.terminate()
             for process in processes:
                 process.wait(30)
-            if pg is not None:
-                pg.cleanup()
     return 0
 
 

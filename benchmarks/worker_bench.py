@@ -2,9 +2,9 @@
 
     python -m benchmarks.worker_bench [--events 100000] [--naive-sample 10000]
 
-Starts an emulator on a temporary data directory and an embedded PostgreSQL (or uses
-`DATABASE_URL`), writes `--events` `user-created` events (appends from several threads), then
-measures, in the same run and against the same store:
+Setup (not measured): an embedded PostgreSQL (or `DATABASE_URL`) and the emulator in its own
+process, as `usersvc emulator --import` runs it, loaded with `--events` generated
+`user-created` events. Then it measures, in the same run and against the same store:
 - the real worker (`worker.runner.run`) catching up all of them into a fresh schema, timed from
   start until its checkpoint reaches the last event;
 - a naive projector (the same subscription and projection code, but one transaction per event)
@@ -14,70 +14,23 @@ measures, in the same run and against the same store:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from esdbclient import EventStoreDBClient, NewEvent, StreamState
+from esdbclient import EventStoreDBClient
 
+from benchmarks.support import emulator_process, history_bundle, postgres
 from tests.fixtures.waiting import wait_for_checkpoint
-from usersvc.events import USER_CREATED, UserCreated, encode_metadata, encode_user_created
 from usersvc.settings import load_settings
 from worker import source
 from worker.migrator import migrate
 from worker.projection import Projection
 from worker.runner import run
-
-APPEND_THREADS = 8
-
-
-@contextmanager
-def postgres(data_dir: Path) -> Iterator[str]:
-    configured = os.environ.get("DATABASE_URL")
-    if configured:
-        yield configured
-        return
-    import pgserver
-
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-
-
-def write_events(url: str, count: int, prefix: str) -> int:
-    """Append `count` user-created events, one stream each; return the last commit position."""
-    opened = datetime.now(UTC)
-    metadata = encode_metadata()
-
-    def append_range(start: int) -> int:
-        client = EventStoreDBClient(url)
-        last = 0
-        try:
-            for i in range(start, count, APPEND_THREADS):
-                name = f"{prefix}{i:07d}"
-                data = encode_user_created(UserCreated(name, f"Bench User {i}", opened))
-                event = NewEvent(type=USER_CREATED, data=data, metadata=metadata)
-                position = client.append_to_stream(
-                    f"user-{name}", current_version=StreamState.NO_STREAM, events=[event]
-                )
-                last = max(last, position)
-        finally:
-            client.close()
-        return last
-
-    with ThreadPoolExecutor(APPEND_THREADS) as pool:
-        return max(pool.map(append_range, range(APPEND_THREADS)))
 
 
 def time_worker(esdb_url: str, pg_url: str, last: int, batch_size: int) -> float:
@@ -134,34 +87,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args(argv)
 
-    from esdb_emulator import EmbeddedServer
-
     out = sys.stdout
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        EmbeddedServer(data_dir=Path(tmp) / "esdb") as server,
-        postgres(Path(tmp) / "pg") as pg,
-    ):
-        url = server.connection_string
+    with tempfile.TemporaryDirectory() as tmp, postgres(Path(tmp) / "pg") as pg:
+        bundle = Path(tmp) / "history.bundle"
+        last = history_bundle(bundle, args.events)
         started = time.perf_counter()
-        last = write_events(url, args.events, f"b{uuid.uuid4().hex[:6]}-")
-        writing = time.perf_counter() - started
-        out.write(f"wrote {args.events} events in {writing:.1f} s (setup, not measured)\n")
-
-        worker_s = time_worker(url, pg, last, args.batch_size)
-        worker_rate = args.events / worker_s
-        out.write(
-            f"worker (batch size {args.batch_size}): {args.events} events in {worker_s:.2f} s"
-            f" = {worker_rate:,.0f} events/s\n"
-        )
-        naive_n, naive_s = time_naive(url, pg, min(args.naive_sample, args.events))
-        naive_rate = naive_n / naive_s
-        out.write(
-            f"naive (1 transaction per event, sample of {naive_n}): {naive_s:.2f} s"
-            f" = {naive_rate:,.0f} events/s"
-            f" (scaled to {args.events}: {args.events / naive_rate:.1f} s)\n"
-        )
-        out.write(f"speed-up: {worker_rate / naive_rate:.1f}x\n")
+        with emulator_process(bundle) as url:
+            out.write(
+                f"setup: emulator process loaded with {args.events} events in "
+                f"{time.perf_counter() - started:.1f} s (not measured)\n"
+            )
+            worker_s = time_worker(url, pg, last, args.batch_size)
+            worker_rate = args.events / worker_s
+            out.write(
+                f"worker (batch size {args.batch_size}): {args.events} events in {worker_s:.2f} s"
+                f" = {worker_rate:,.0f} events/s\n"
+            )
+            naive_n, naive_s = time_naive(url, pg, min(args.naive_sample, args.events))
+            naive_rate = naive_n / naive_s
+            out.write(
+                f"naive (1 transaction per event, sample of {naive_n}): {naive_s:.2f} s"
+                f" = {naive_rate:,.0f} events/s"
+                f" (scaled to {args.events}: {args.events / naive_rate:.1f} s)\n"
+            )
+            out.write(f"speed-up: {worker_rate / naive_rate:.1f}x\n")
     return 0
 
 

@@ -39,7 +39,7 @@ class EventSource(Protocol):
 class EsdbSource:
     def __init__(self, url: str, prefix: str = STREAM_PREFIX) -> None:
         self.label = _without_credentials(url)
-        self.total = None
+        self.total: int | None = None
         self.prefix = prefix
         self._include = [re.escape(prefix) + ".*"]
         try:
@@ -86,7 +86,7 @@ class BundleSource:
             self.manifest = verify_bundle(path)
         except BundleError as exc:
             raise SourceUnavailable(str(exc)) from None
-        self.total = int(self.manifest["count"])
+        self.total: int | None = int(self.manifest["count"])
 
     def events(self, after: int | None) -> Iterator[StoredEvent]:
         for event in _read_bundle(self.path, verify=False):

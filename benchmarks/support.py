@@ -1,0 +1,102 @@
+"""Set-up shared by the benchmarks: PostgreSQL, a generated history, an emulator process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from usersvc.bundle import write_bundle
+from usersvc.events import UserCreated, encode_user_created, stream_name
+from usersvc.records import StoredEvent
+from worker.sources import EsdbSource, SourceUnavailable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def postgres(data_dir: Path) -> Iterator[str]:
+    """`DATABASE_URL` if set, else an embedded PostgreSQL in `data_dir`."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    import pgserver
+
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def generate(count: int, prefix: str = "user") -> Iterator[StoredEvent]:
+    """`count` user-created events, one stream each, in position order."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    for i in range(count):
+        name = f"{prefix}{i:07d}"
+        moment = start + timedelta(milliseconds=i)
+        yield StoredEvent(
+            commit_position=10_000 + i * 200,
+            stream=stream_name(name),
+            revision=0,
+            event_id=uuid.uuid4(),
+            type="user-created",
+            data=encode_user_created(UserCreated(name, f"Full Name {i}", moment)),
+            metadata=b'{"schemaVersion":1}',
+            content_type="application/json",
+            recorded_at=moment,
+        )
+
+
+def history_bundle(path: Path, count: int) -> int:
+    """Write `count` generated events to `path`; return the last commit position."""
+    trailer = write_bundle(path, generate(count), {"source": "benchmark"})
+    return int(trailer["lastPosition"])
+
+
+@contextmanager
+def emulator_process(bundle: Path | None = None) -> Iterator[str]:
+    """The emulator in its own process (in memory), as `usersvc emulator` runs it; yields its
+    connection string once it serves (after importing `bundle`, if given)."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "esdb_emulator",
+        "--mem",
+        "--port",
+        str(port),
+        "--log-level",
+        "WARNING",
+    ]
+    if bundle is not None:
+        command += ["--import", str(bundle)]
+    process = subprocess.Popen(command)
+    url = f"esdb://127.0.0.1:{port}?tls=false"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                EsdbSource(url).close()
+                break
+            except SourceUnavailable:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)  # still importing the bundle
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
