@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(default=10, ge=1)
 
     worker_name: str = "usersvc-read-model"
-    worker_batch_size: int = Field(default=500, ge=1, le=100_000)
+    worker_batch_size: int = Field(default=5000, ge=1, le=100_000)
     # Seconds the worker waits to fill a batch once it has at least one event.
     worker_batch_wait: float = Field(default=0.005, ge=0)
     worker_backoff_initial: float = Field(default=0.2, gt=0)
