@@ -9,7 +9,7 @@ from psycopg_pool import ConnectionPool
 
 from service.errors import register_error_handlers
 from service.event_store import EventStore
-from service.routes import EventStorePort, UsersPort, users
+from service.routes import EventStorePort, UsersPort, blueprint
 from service.users import UserRepository
 from usersvc.settings import Settings
 
@@ -20,7 +20,7 @@ def create_app(
     settings: Settings,
     *,
     event_store: EventStorePort | None = None,
-    users_repository: UsersPort | None = None,
+    users: UsersPort | None = None,
 ) -> Flask:
     """Build the app; collaborators are built from `settings` unless given (tests)."""
     app = Flask("usersvc")
@@ -32,7 +32,7 @@ def create_app(
     if event_store is None:
         store = EventStore(settings.esdb_connection_string, settings.esdb_timeout)
         event_store = store
-    if users_repository is None:
+    if users is None:
         pool: ConnectionPool[Any] = ConnectionPool(
             settings.require_database_url(),
             min_size=settings.db_pool_min,
@@ -42,11 +42,11 @@ def create_app(
         )
         # Do not block start-up on PostgreSQL: requests answer 503 until it is reachable.
         pool.open(wait=False)
-        users_repository = UserRepository(pool, settings.database_schema)
+        users = UserRepository(pool, settings.database_schema)
         app.extensions["usersvc.pool"] = pool
     app.extensions["usersvc.event_store"] = event_store
-    app.extensions["usersvc.users"] = users_repository
-    app.register_blueprint(users)
+    app.extensions["usersvc.users"] = users
+    app.register_blueprint(blueprint)
     register_error_handlers(app)
     return app
 

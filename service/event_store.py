@@ -9,15 +9,19 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from esdbclient.exceptions import (
+    AbortedByServer,
     DeadlineExceeded,
     DiscoveryFailed,
     EventStoreDBClientException,
     FailedPrecondition,
     GrpcError,
+    NodeIsNotLeader,
     ServiceUnavailable,
     StreamIsDeleted,
     WrongCurrentVersion,
@@ -35,34 +39,97 @@ from usersvc.events import (
 
 log = logging.getLogger(__name__)
 
-_UNAVAILABLE = (ServiceUnavailable, DeadlineExceeded, DiscoveryFailed)
+# The server is down, unreachable, overloaded or too slow: worth retrying later (503).
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    ServiceUnavailable,
+    DeadlineExceeded,
+    DiscoveryFailed,
+    NodeIsNotLeader,
+    AbortedByServer,
+)
+# Status names that mark a generic gRPC failure as transient.
+_TRANSIENT_MARKERS = (
+    "UNAVAILABLE",
+    "DEADLINE_EXCEEDED",
+    "RESOURCE_EXHAUSTED",
+    "Connection refused",
+)
 
 
 @dataclass(frozen=True)
 class Appended:
     commit_position: int
+    stream_revision: int = 0
+
+
+class ClientPort(Protocol):
+    """The part of `EventStoreDBClient` the service uses (a fake in unit tests)."""
+
+    def append_to_stream(
+        self,
+        stream_name: str,
+        *,
+        current_version: int | StreamState,
+        events: NewEvent | Sequence[NewEvent],
+        timeout: float | None = None,
+    ) -> int: ...
+
+    def get_commit_position(
+        self,
+        *,
+        filter_exclude: Sequence[str] = (),
+        filter_include: Sequence[str] = (),
+        filter_by_stream_name: bool = False,
+        timeout: float | None = None,
+    ) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def translate(exc: EventStoreDBClientException, username: str | None = None) -> Exception:
+    """The service error for an esdbclient exception; unknown ones are returned unchanged (500)."""
+    if isinstance(exc, WrongCurrentVersion | StreamIsDeleted) or (
+        isinstance(exc, FailedPrecondition) and "is deleted" in str(exc)
+    ):
+        return UsernameTaken(f"username {username!r} is taken")
+    if isinstance(exc, _UNAVAILABLE) or (
+        isinstance(exc, GrpcError) and any(m in str(exc) for m in _TRANSIENT_MARKERS)
+    ):
+        return EventStoreUnavailable(f"EventStoreDB is unavailable: {type(exc).__name__}: {exc}")
+    return exc
 
 
 class EventStore:
     """Wraps one lazily created client, so the service starts even while EventStoreDB is down."""
 
-    def __init__(self, connection_string: str, timeout: float) -> None:
+    def __init__(
+        self,
+        connection_string: str,
+        timeout: float,
+        *,
+        client_factory: Callable[[str], ClientPort] = EventStoreDBClient,
+    ) -> None:
         self.connection_string = connection_string
         self.timeout = timeout
-        self._client: EventStoreDBClient | None = None
+        self._client_factory = client_factory
+        self._client: ClientPort | None = None
         self._lock = threading.Lock()
 
-    def _get_client(self) -> EventStoreDBClient:
+    def _get_client(self) -> ClientPort:
         with self._lock:
             if self._client is None:
                 try:
-                    self._client = EventStoreDBClient(self.connection_string)
-                except _UNAVAILABLE as exc:
-                    raise EventStoreUnavailable(f"EventStoreDB is unreachable: {exc}") from exc
+                    self._client = self._client_factory(self.connection_string)
+                except EventStoreDBClientException as exc:
+                    raise translate(exc) from exc
             return self._client
 
     def create_user(self, user: UserCreated, correlation_id: str) -> Appended:
-        """Append the event expecting no stream: exactly one `user-created` per username."""
+        """Append the event expecting no stream: exactly one `user-created` per username.
+
+        A timeout is ambiguous (the server may have written the event): the client gets 503 and
+        a retry then answers 409 if it had.
+        """
         event = NewEvent(
             type=USER_CREATED,
             data=encode_user_created(user),
@@ -77,19 +144,10 @@ class EventStore:
                 events=event,
                 timeout=self.timeout,
             )
-        except (WrongCurrentVersion, StreamIsDeleted) as exc:
-            raise UsernameTaken(f"username {user.username!r} is taken") from exc
-        except FailedPrecondition as exc:
-            if "is deleted" in str(exc):
-                raise UsernameTaken(f"username {user.username!r} is taken") from exc
-            raise
-        except _UNAVAILABLE as exc:
-            raise EventStoreUnavailable(f"EventStoreDB did not accept the write: {exc}") from exc
-        except GrpcError as exc:
-            if "UNAVAILABLE" in str(exc) or "DEADLINE" in str(exc):
-                raise EventStoreUnavailable(f"EventStoreDB is unreachable: {exc}") from exc
-            raise
-        return Appended(commit_position=int(position))
+        except EventStoreDBClientException as exc:
+            raise translate(exc, user.username) from exc
+        # Expecting no stream, the one event is always revision 0 of its stream.
+        return Appended(commit_position=int(position), stream_revision=0)
 
     def head_position(self) -> int:
         """Commit position of the newest event of this service (0 when there is none)."""
@@ -102,7 +160,10 @@ class EventStore:
                 )
             )
         except EventStoreDBClientException as exc:
-            raise EventStoreUnavailable(f"EventStoreDB is unreachable: {exc}") from exc
+            translated = translate(exc)
+            if isinstance(translated, EventStoreUnavailable):
+                raise translated from exc
+            raise EventStoreUnavailable(f"EventStoreDB failed: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ from usersvc.events import USERNAME_RE, UserCreated, format_timestamp
 # The projection counts as stalled when it is behind and has not committed for this long.
 STALL_SECONDS = 30.0
 
-users = Blueprint("users", __name__)
+blueprint = Blueprint("users", __name__)
 
 
 class EventStorePort(Protocol):
@@ -48,7 +48,7 @@ def _users() -> UsersPort:
     return repo
 
 
-@users.post("/users")
+@blueprint.post("/users")
 def create_user() -> tuple[Response, int, dict[str, str]]:
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
@@ -74,11 +74,15 @@ def create_user() -> tuple[Response, int, dict[str, str]]:
     appended = _event_store().create_user(
         UserCreated(command.username, command.full_name, datetime.now(UTC)), correlation_id
     )
-    body_out = {"username": command.username, "commitPosition": appended.commit_position}
+    body_out = {
+        "username": command.username,
+        "commitPosition": appended.commit_position,
+        "streamRevision": appended.stream_revision,
+    }
     return jsonify(body_out), 201, {"Location": f"/users/{command.username}"}
 
 
-@users.get("/users/<username>")
+@blueprint.get("/users/<username>")
 def get_user(username: str) -> Response:
     # A name that breaks the username rule cannot exist: no need to ask the database.
     user = _users().get(username) if USERNAME_RE.match(username) else None
@@ -94,7 +98,7 @@ def get_user(username: str) -> Response:
     )
 
 
-@users.get("/health")
+@blueprint.get("/health")
 def health() -> tuple[Response, int]:
     checks: dict[str, Any] = {}
     problems: list[str] = []

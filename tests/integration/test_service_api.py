@@ -72,7 +72,11 @@ def test_post_appends_the_contract_event_and_answers_201(
     events = stream_events(esdb, username)
     assert len(events) == 1
     event = events[0]
-    assert response.json == {"username": username, "commitPosition": event.commit_position}
+    assert response.json == {
+        "username": username,
+        "commitPosition": event.commit_position,
+        "streamRevision": 0,
+    }
     assert event.type == "user-created"
     assert event.content_type == "application/json"
     data = orjson.loads(event.data)
@@ -275,7 +279,7 @@ def test_an_unexpected_error_is_500_without_details(
     settings = Settings(
         esdb_connection_string=esdb_url, database_url=pg_url, database_schema=schema
     )
-    app = create_app(settings, users_repository=Exploding())
+    app = create_app(settings, users=Exploding())
     response = app.test_client().get("/users/someone")
     assert response.status_code == 500
     assert response.json == {

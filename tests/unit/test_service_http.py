@@ -1,0 +1,372 @@
+"""The HTTP contract with injected fakes: validation, error shapes, opaque 500s, health."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service.app import create_app
+from service.errors import DatabaseUnavailable, EventStoreUnavailable, UsernameTaken
+from service.event_store import Appended
+from service.routes import STALL_SECONDS
+from service.users import Checkpoint, User
+from usersvc.events import UserCreated
+from usersvc.settings import Settings
+
+
+@dataclass
+class FakeStore:
+    fail: Exception | None = None
+    head: int = 0
+    head_fail: Exception | None = None
+    calls: list[tuple[UserCreated, str]] = field(default_factory=list)
+
+    def create_user(self, user: UserCreated, correlation_id: str) -> Appended:
+        if self.fail is not None:
+            raise self.fail
+        self.calls.append((user, correlation_id))
+        return Appended(commit_position=1000 + len(self.calls))
+
+    def head_position(self) -> int:
+        if self.head_fail is not None:
+            raise self.head_fail
+        return self.head
+
+
+@dataclass
+class FakeUsers:
+    rows: dict[str, User] = field(default_factory=dict)
+    saved: Checkpoint | None = None
+    fail: Exception | None = None
+
+    def get(self, username: str) -> User | None:
+        if self.fail is not None:
+            raise self.fail
+        return self.rows.get(username)
+
+    def checkpoint(self, name: str) -> Checkpoint | None:
+        if self.fail is not None:
+            raise self.fail
+        return self.saved
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def users() -> FakeUsers:
+    return FakeUsers()
+
+
+@pytest.fixture
+def app(store: FakeStore, users: FakeUsers) -> Flask:
+    return create_app(Settings(), event_store=store, users=users)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    assert response.is_json, response.data
+    assert set(response.json) == {"error"}
+    error: dict[str, Any] = response.json["error"]
+    assert set(error) <= {"code", "message", "details"}
+    assert isinstance(error["message"], str) and error["message"]
+    return error
+
+
+def test_post_answers_201_with_location_position_and_revision(
+    client: FlaskClient, store: FakeStore
+) -> None:
+    response = client.post(
+        "/users",
+        json={"username": "donald-le", "fullName": "Donald Le"},
+        headers={"X-Request-ID": "abc"},
+    )
+    assert response.status_code == 201
+    assert response.headers["Location"] == "/users/donald-le"
+    assert response.json == {"username": "donald-le", "commitPosition": 1001, "streamRevision": 0}
+    user, correlation = store.calls[0]
+    assert (user.username, user.full_name, correlation) == ("donald-le", "Donald Le", "abc")
+    assert user.opened_at.tzinfo is not None
+
+
+def test_post_without_request_id_gets_a_fresh_correlation_id(
+    client: FlaskClient, store: FakeStore
+) -> None:
+    client.post("/users", json={"username": "a", "fullName": "A"})
+    client.post("/users", json={"username": "b", "fullName": "B"})
+    first, second = (call[1] for call in store.calls)
+    assert first and second and first != second
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "a", "fullName": "A"},
+        {"username": "A.b_c-9", "fullName": "Zoë Ñúñez-O'Brien"},
+        {"username": "u" * 100, "fullName": "f" * 100},
+        {"username": "x", "fullName": "李小龍"},
+    ],
+    ids=["shortest", "all allowed characters", "longest", "non-latin name"],
+)
+def test_valid_bodies_are_accepted(client: FlaskClient, body: dict[str, Any]) -> None:
+    assert client.post("/users", json=body).status_code == 201
+
+
+INVALID: list[tuple[str, Any, set[str]]] = [
+    ("missing both", {}, {"username", "fullName"}),
+    ("username null", {"username": None, "fullName": "A"}, {"username"}),
+    ("username a number", {"username": 7, "fullName": "A"}, {"username"}),
+    ("username empty", {"username": "", "fullName": "A"}, {"username"}),
+    ("username 101 chars", {"username": "u" * 101, "fullName": "A"}, {"username"}),
+    ("username with slash", {"username": "a/b", "fullName": "A"}, {"username"}),
+    ("username with space", {"username": "a b", "fullName": "A"}, {"username"}),
+    ("username non-ascii", {"username": "zoë", "fullName": "A"}, {"username"}),
+    ("username trailing newline", {"username": "abc\n", "fullName": "A"}, {"username"}),
+    ("fullName empty", {"username": "a", "fullName": ""}, {"fullName"}),
+    ("fullName blank", {"username": "a", "fullName": "  \t "}, {"fullName"}),
+    ("fullName 101 chars", {"username": "a", "fullName": "f" * 101}, {"fullName"}),
+    ("fullName with NUL", {"username": "a", "fullName": "a\x00b"}, {"fullName"}),
+    ("fullName with tab", {"username": "a", "fullName": "a\tb"}, {"fullName"}),
+    ("fullName with DEL", {"username": "a", "fullName": "a\x7fb"}, {"fullName"}),
+    ("fullName with RTL override", {"username": "a", "fullName": "a\u202eb"}, {"fullName"}),
+    ("fullName a list", {"username": "a", "fullName": ["A"]}, {"fullName"}),
+    ("snake_case key", {"username": "a", "full_name": "A"}, {"fullName", "full_name"}),
+    ("extra field", {"username": "a", "fullName": "A", "role": "admin"}, {"role"}),
+    ("array body", ["a", "A"], {""}),
+    ("string body", "a", {""}),
+    ("null body", None, {""}),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "fields"), INVALID, ids=[case[0] for case in INVALID])
+def test_invalid_bodies_are_422_naming_each_field_and_reach_no_store(
+    client: FlaskClient, store: FakeStore, case: str, body: Any, fields: set[str]
+) -> None:
+    response = client.post("/users", data=orjson.dumps(body), content_type="application/json")
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "validation_failed"
+    assert {detail["field"] for detail in error["details"]} == fields
+    assert store.calls == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"data": b"{", "content_type": "application/json"}, 400, "invalid_json"),
+        ({"data": b"", "content_type": "application/json"}, 400, "invalid_json"),
+        ({"data": b"\xff\xfe", "content_type": "application/json"}, 400, "invalid_json"),
+        ({"data": b"{}", "content_type": "text/plain"}, 415, "unsupported_media_type"),
+        ({"data": b"{}"}, 415, "unsupported_media_type"),
+        (
+            {"data": b'{"username": "a", "fullName": "A"}', "content_type": "application/json"},
+            201,
+            None,
+        ),
+        (
+            {
+                "data": b'{"username": "a", "fullName": "A"}',
+                "content_type": "application/json; charset=utf-8",
+            },
+            201,
+            None,
+        ),
+        (
+            {"data": b"x" * (17 * 1024), "content_type": "application/json"},
+            413,
+            "payload_too_large",
+        ),
+    ],
+    ids=[
+        "truncated",
+        "empty",
+        "not utf-8",
+        "text/plain",
+        "no content type",
+        "plain json",
+        "json with charset",
+        "too large",
+    ],
+)
+def test_body_framing_errors_have_stable_codes(
+    client: FlaskClient, kwargs: dict[str, Any], status: int, code: str | None
+) -> None:
+    response = client.post("/users", **kwargs)
+    assert response.status_code == status
+    if code is not None:
+        assert error_of(response)["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "code", "retry_after"),
+    [
+        (UsernameTaken("taken"), 409, "username_taken", False),
+        (EventStoreUnavailable("down"), 503, "event_store_unavailable", True),
+    ],
+)
+def test_store_failures_become_json_errors(
+    client: FlaskClient,
+    store: FakeStore,
+    failure: Exception,
+    status: int,
+    code: str,
+    retry_after: bool,
+) -> None:
+    store.fail = failure
+    response = client.post("/users", json={"username": "a", "fullName": "A"})
+    assert response.status_code == status
+    assert error_of(response)["code"] == code
+    assert ("Retry-After" in response.headers) == retry_after
+
+
+def test_get_returns_the_four_fields_with_utc_iso_created_at(
+    client: FlaskClient, users: FakeUsers
+) -> None:
+    created = datetime(2024, 5, 1, 14, 30, 1, 234567, tzinfo=UTC)
+    users.rows["donald-le"] = User(7, "donald-le", created, "Donald Le")
+    response = client.get("/users/donald-le")
+    assert response.status_code == 200
+    assert response.json == {
+        "id": 7,
+        "username": "donald-le",
+        "createdAt": "2024-05-01T14:30:01.234Z",
+        "fullName": "Donald Le",
+    }
+
+
+def test_get_converts_a_non_utc_timestamp_to_utc(client: FlaskClient, users: FakeUsers) -> None:
+    paris = datetime(2024, 5, 1, 16, 30, 1, tzinfo=UTC).astimezone(timezone(timedelta(hours=2)))
+    users.rows["p"] = User(1, "p", paris, "P")
+    assert client.get("/users/p").json["createdAt"] == "2024-05-01T16:30:01.000Z"  # type: ignore[index]
+
+
+def test_get_of_an_impossible_username_is_404_without_a_query(
+    client: FlaskClient, users: FakeUsers
+) -> None:
+    users.fail = AssertionError("the database must not be asked")
+    response = client.get("/users/a%20b")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "user_not_found"
+
+
+def test_get_with_the_database_down_is_503_with_retry_after(
+    client: FlaskClient, users: FakeUsers
+) -> None:
+    users.fail = DatabaseUnavailable("down")
+    response = client.get("/users/someone")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
+    assert error_of(response)["code"] == "database_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("get", "/nope", 404, "not_found"),
+        ("get", "/users", 405, "method_not_allowed"),
+        ("delete", "/users/a", 405, "method_not_allowed"),
+        ("put", "/users", 405, "method_not_allowed"),
+        ("post", "/health", 405, "method_not_allowed"),
+    ],
+)
+def test_routing_errors_are_json(
+    client: FlaskClient, method: str, path: str, status: int, code: str
+) -> None:
+    response = getattr(client, method)(path)
+    assert response.status_code == status
+    assert error_of(response)["code"] == code
+    if status == 405:
+        assert response.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    "explode",
+    [
+        lambda store, users: setattr(users, "fail", RuntimeError("password=hunter2")),
+        lambda store, users: setattr(store, "fail", KeyError("password=hunter2")),
+    ],
+    ids=["on GET", "on POST"],
+)
+def test_an_unexpected_error_is_500_and_leaks_nothing_but_is_logged(
+    client: FlaskClient,
+    store: FakeStore,
+    users: FakeUsers,
+    caplog: pytest.LogCaptureFixture,
+    explode: Callable[[FakeStore, FakeUsers], None],
+) -> None:
+    explode(store, users)
+    response = (
+        client.get("/users/a")
+        if users.fail
+        else client.post("/users", json={"username": "a", "fullName": "A"})
+    )
+    assert response.status_code == 500
+    assert response.json == {
+        "error": {"code": "internal_error", "message": "internal error; it has been logged"}
+    }
+    assert b"hunter2" not in response.data and b"Traceback" not in response.data
+    assert "hunter2" in caplog.text
+    assert any(record.exc_info for record in caplog.records)
+
+
+def now_minus(seconds: float) -> datetime:
+    return datetime.now(UTC) - timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("head", "checkpoint", "status", "projection"),
+    [
+        (0, None, 200, "caught_up"),
+        (500, Checkpoint(500, now_minus(3600)), 200, "caught_up"),
+        (900, Checkpoint(500, now_minus(1)), 200, "behind"),
+        (900, Checkpoint(500, now_minus(STALL_SECONDS + 5)), 503, "stalled"),
+        (900, None, 503, "stalled"),
+    ],
+    ids=["empty", "caught up long ago", "behind but moving", "behind and still", "never ran"],
+)
+def test_health_reports_the_projection(
+    client: FlaskClient,
+    store: FakeStore,
+    users: FakeUsers,
+    head: int,
+    checkpoint: Checkpoint | None,
+    status: int,
+    projection: str,
+) -> None:
+    store.head, users.saved = head, checkpoint
+    response = client.get("/health")
+    assert response.status_code == status
+    body = response.json
+    assert body is not None
+    assert body["checks"]["projection"]["status"] == projection
+    assert body["checks"]["eventStore"]["headPosition"] == head
+    assert (body["problems"] == ["projection_stalled"]) == (status == 503)
+
+
+def test_health_is_503_naming_each_dependency_down(
+    client: FlaskClient, store: FakeStore, users: FakeUsers
+) -> None:
+    store.head_fail = EventStoreUnavailable("esdb gone")
+    users.fail = DatabaseUnavailable("pg gone")
+    response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json
+    assert body is not None
+    assert body["status"] == "failing"
+    assert body["problems"] == ["event_store_unavailable", "database_unavailable"]
+    assert body["checks"]["eventStore"]["status"] == "down"
+    assert body["checks"]["database"]["status"] == "down"
+    assert "projection" not in body["checks"]
