@@ -1,0 +1,151 @@
+"""`serve()` over real HTTP: gunicorn and the debug server answer, then exit 0 on SIGTERM/SIGINT.
+
+Also `/health` against the real emulator and PostgreSQL, with checkpoint rows written directly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+
+from service.app import close_app, create_app
+from usersvc.settings import Settings
+
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_serving(base: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited early with {process.returncode}")
+        try:
+            httpx.get(f"{base}/health", timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)  # polling a port that is not open yet, not waiting for the worker
+    raise AssertionError(f"{base} never answered")
+
+
+@pytest.fixture
+def start_serve(
+    esdb_url: str, pg_url: str, schema: str, tmp_path: Path
+) -> Iterator[Callable[[bool], tuple[str, subprocess.Popen[bytes]]]]:
+    """Start `serve(load_settings(), debug=...)` in a child that exits with 100 + its result."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(debug: bool) -> tuple[str, subprocess.Popen[bytes]]:
+        port = free_port()
+        env = {
+            **os.environ,
+            "USERSVC_CONFIG": str(tmp_path / "absent.toml"),
+            "ESDB_CONNECTION_STRING": esdb_url,
+            "DATABASE_URL": pg_url,
+            "DATABASE_SCHEMA": schema,
+            "HTTP_PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+        }
+        code = (
+            "import sys\n"
+            "from service.runner import serve\n"
+            "from usersvc.settings import load_settings\n"
+            f"sys.exit(100 + serve(load_settings(), debug={debug!r}))\n"
+        )
+        process = subprocess.Popen([sys.executable, "-c", code], env=env)
+        started.append(process)
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(base, process)
+        return base, process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("debug", "stop_signal"),
+    [
+        (False, signal.SIGTERM),
+        (False, signal.SIGINT),
+        (True, signal.SIGTERM),
+        (True, signal.SIGINT),
+    ],
+    ids=["gunicorn SIGTERM", "gunicorn SIGINT", "debug SIGTERM", "debug SIGINT"],
+)
+def test_serve_answers_real_http_then_returns_0_on_a_stop_signal(
+    start_serve: Callable[[bool], tuple[str, subprocess.Popen[bytes]]],
+    unique: str,
+    debug: bool,
+    stop_signal: signal.Signals,
+) -> None:
+    base, process = start_serve(debug)
+    created = httpx.post(
+        f"{base}/users", json={"username": f"srv-{unique}", "fullName": "Served"}, timeout=10
+    )
+    assert created.status_code == 201, created.text
+    assert httpx.get(f"{base}/nope", timeout=5).json()["error"]["code"] == "not_found"
+    process.send_signal(stop_signal)
+    # serve() returned 0 (the child exits with 100 + its return value).
+    assert process.wait(30) == 100
+
+
+def set_checkpoint(pg_url: str, schema: str, position: int, age_seconds: float) -> None:
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (name, commit_position, updated_at)"
+                " VALUES ('usersvc-read-model', %s, now() - make_interval(secs => %s))"
+                " ON CONFLICT (name) DO UPDATE"
+                " SET commit_position = EXCLUDED.commit_position, updated_at = EXCLUDED.updated_at"
+            ).format(sql.Identifier(schema, "checkpoint")),
+            (position, age_seconds),
+        )
+
+
+def test_health_compares_the_checkpoint_with_the_head_of_all(
+    esdb_url: str, pg_url: str, schema: str, unique: str
+) -> None:
+    app = create_app(
+        Settings(esdb_connection_string=esdb_url, database_url=pg_url, database_schema=schema)
+    )
+    client = app.test_client()
+    try:
+        created = client.post("/users", json={"username": f"h-{unique}", "fullName": "H"})
+        head = created.json["commitPosition"]  # type: ignore[index]
+
+        set_checkpoint(pg_url, schema, head, age_seconds=3600)
+        caught_up = client.get("/health")
+        assert caught_up.status_code == 200, caught_up.json
+        projection = caught_up.json["checks"]["projection"]  # type: ignore[index]
+        assert projection["status"] == "caught_up"
+        assert projection["checkpoint"] == head
+
+        set_checkpoint(pg_url, schema, head - 1, age_seconds=1)
+        assert client.get("/health").json["checks"]["projection"]["status"] == "behind"  # type: ignore[index]
+
+        set_checkpoint(pg_url, schema, head - 1, age_seconds=3600)
+        stalled = client.get("/health")
+        assert stalled.status_code == 503
+        assert stalled.json["problems"] == ["projection_stalled"]  # type: ignore[index]
+    finally:
+        close_app(app)
