@@ -19,8 +19,6 @@ import sys
 import unittest
 from pathlib import Path
 
-from esdb_emulator import EmbeddedServer
-
 # The subset that fits a Streams + Gossip (+ PersistentSubscriptions.List) server.
 CLIENT_TESTS = [
     "test_context_manager",
@@ -105,9 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="keyword", default=None, help="only client tests naming this")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    # This project's root first (run as a script, only scripts/ is on the path), then the
+    # checkout, whose `tests` package must win over ours.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    embedded_server = importlib.import_module("esdb_emulator").EmbeddedServer
     sys.path.insert(0, str(args.checkout.resolve()))
     module = importlib.import_module("tests.test_client")
-    server = EmbeddedServer(host="localhost", port=args.port, advertised_host="localhost")
+    server = embedded_server(host="localhost", port=args.port, advertised_host="localhost")
     with server:
         result = unittest.TextTestRunner(verbosity=1).run(
             build_suite(module, server.port, args.keyword)
