@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from esdbclient import EventStoreDBClient, NewEvent, StreamState
+from esdbclient import EventStoreDBClient, NewEvent, RecordedEvent, StreamState
 from esdbclient.exceptions import (
     AbortedByServer,
     DeadlineExceeded,
@@ -83,6 +83,10 @@ class ClientPort(Protocol):
         timeout: float | None = None,
     ) -> int: ...
 
+    def get_stream(
+        self, stream_name: str, *, limit: int = ..., timeout: float | None = None
+    ) -> Sequence[RecordedEvent]: ...
+
     def close(self) -> None: ...
 
 
@@ -127,8 +131,9 @@ class EventStore:
     def create_user(self, user: UserCreated, correlation_id: str) -> Appended:
         """Append the event expecting no stream: exactly one `user-created` per username.
 
-        A timeout is ambiguous (the server may have written the event): the client gets 503 and
-        a retry then answers 409 if it had.
+        esdbclient retries a failed gRPC call once, so each attempt gets half the timeout and the
+        whole stays within it. A timed-out attempt may still have been written: when the retry
+        then finds the stream, its first event is ours (same id) and the append succeeded.
         """
         event = NewEvent(
             type=USER_CREATED,
@@ -137,17 +142,35 @@ class EventStore:
             content_type="application/json",
             id=uuid.uuid4(),
         )
+        stream = stream_name(user.username)
+        client = self._get_client()
         try:
-            position = self._get_client().append_to_stream(
-                stream_name(user.username),
+            position = client.append_to_stream(
+                stream,
                 current_version=StreamState.NO_STREAM,
                 events=event,
-                timeout=self.timeout,
+                timeout=self.timeout / 2,
             )
+        except WrongCurrentVersion as exc:
+            ours = self._recorded_if_ours(client, stream, event.id)
+            if ours is None:
+                raise translate(exc, user.username) from exc
+            position = ours
         except EventStoreDBClientException as exc:
             raise translate(exc, user.username) from exc
         # Expecting no stream, the one event is always revision 0 of its stream.
         return Appended(commit_position=int(position), stream_revision=0)
+
+    def _recorded_if_ours(self, client: ClientPort, stream: str, event_id: uuid.UUID) -> int | None:
+        """Commit position of the stream's first event if it is the one we sent, else None."""
+        try:
+            first = client.get_stream(stream, limit=1, timeout=self.timeout / 2)
+        except EventStoreDBClientException:
+            return None
+        if first and first[0].id == event_id and first[0].commit_position is not None:
+            log.info("append of %s was written by a timed-out attempt; answering 201", stream)
+            return first[0].commit_position
+        return None
 
     def head_position(self) -> int:
         """Commit position of the newest event of this service (0 when there is none)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -323,5 +326,50 @@ def test_database_down_is_503_on_get(esdb_url: str, schema: str) -> None:
         assert response.status_code == 503
         assert response.headers["Retry-After"]
         assert response.json["error"]["code"] == "database_unavailable"  # type: ignore[index]
+    finally:
+        close_app(app)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP port that accepts connections and never answers: an EventStoreDB that hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"esdb://127.0.0.1:{listener.getsockname()[1]}?tls=false"
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+def test_an_event_store_that_hangs_is_503_within_the_timeout(
+    silent_server: str, pg_url: str, schema: str, unique: str
+) -> None:
+    app = make_app(silent_server, pg_url, schema, esdb_timeout=1.0)
+    try:
+        started = time.monotonic()
+        response = app.test_client().post(
+            "/users", json={"username": f"slow-{unique}", "fullName": "S"}
+        )
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503
+        assert response.headers["Retry-After"]
+        assert response.json["error"]["code"] == "event_store_unavailable"  # type: ignore[index]
+        assert elapsed < 1.0 + 0.5, f"took {elapsed:.2f}s for a 1 s timeout"
     finally:
         close_app(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from esdbclient import NewEvent, StreamState
+from esdbclient import NewEvent, RecordedEvent, StreamState
 from esdbclient.exceptions import (
     AbortedByServer,
     AccessDeniedError,
@@ -41,6 +42,7 @@ class FakeClient:
         self.fail = fail
         self.position = position
         self.appends: list[dict[str, Any]] = []
+        self.recorded: list[RecordedEvent] = []
         self.closed = False
 
     def append_to_stream(
@@ -51,8 +53,6 @@ class FakeClient:
         events: NewEvent | Sequence[NewEvent],
         timeout: float | None = None,
     ) -> int:
-        if self.fail is not None:
-            raise self.fail
         self.appends.append(
             {
                 "stream": stream_name,
@@ -61,6 +61,8 @@ class FakeClient:
                 "timeout": timeout,
             }
         )
+        if self.fail is not None:
+            raise self.fail
         return self.position
 
     def get_commit_position(
@@ -76,6 +78,11 @@ class FakeClient:
         assert list(filter_include) == ["user-.*"] and filter_by_stream_name
         return self.position
 
+    def get_stream(
+        self, stream_name: str, *, limit: int = 1, timeout: float | None = None
+    ) -> Sequence[RecordedEvent]:
+        return self.recorded
+
     def close(self) -> None:
         self.closed = True
 
@@ -84,14 +91,15 @@ def store_with(client: FakeClient, timeout: float = 1.5) -> EventStore:
     return EventStore("esdb://x:1?tls=false", timeout, client_factory=lambda uri: client)
 
 
-def test_the_append_expects_no_stream_with_the_contract_event_and_the_timeout() -> None:
+def test_the_append_expects_no_stream_with_the_contract_event_within_the_timeout() -> None:
     client = FakeClient()
     appended = store_with(client).create_user(USER, "corr-1")
     assert (appended.commit_position, appended.stream_revision) == (4242, 0)
     (call,) = client.appends
     assert call["stream"] == "user-donald-le"
     assert call["version"] is StreamState.NO_STREAM
-    assert call["timeout"] == 1.5
+    # esdbclient retries a failed call once: two attempts fit in the configured timeout.
+    assert call["timeout"] == 0.75
     event = call["events"]
     assert event.type == "user-created"
     assert event.content_type == "application/json"
@@ -101,6 +109,37 @@ def test_the_append_expects_no_stream_with_the_contract_event_and_the_timeout() 
         "openedAt": "2024-05-01T12:00:00.000Z",
     }
     assert orjson.loads(event.metadata) == {"schemaVersion": 1, "correlationId": "corr-1"}
+
+
+def recorded(event_id: Any, position: int) -> RecordedEvent:
+    return RecordedEvent(
+        type="user-created",
+        data=b"{}",
+        metadata=b"{}",
+        content_type="application/json",
+        id=event_id,
+        stream_name="user-donald-le",
+        stream_position=0,
+        commit_position=position,
+        prepare_position=position,
+    )
+
+
+def test_a_conflict_with_our_own_timed_out_attempt_is_a_success() -> None:
+    client = FakeClient(fail=WrongCurrentVersion("exists"))
+
+    def ours(stream_name: str, **kwargs: Any) -> list[RecordedEvent]:
+        return [recorded(client.appends[-1]["events"].id, 999)]
+
+    client.get_stream = ours  # type: ignore[method-assign]
+    assert store_with(client).create_user(USER, "c").commit_position == 999
+
+
+def test_a_conflict_with_another_event_is_username_taken() -> None:
+    client = FakeClient(fail=WrongCurrentVersion("exists"))
+    client.recorded = [recorded(uuid.uuid4(), 5)]
+    with pytest.raises(UsernameTaken):
+        store_with(client).create_user(USER, "c")
 
 
 def test_each_append_has_its_own_event_id() -> None:
