@@ -55,6 +55,8 @@ _TRANSIENT_MARKERS = (
     "Connection refused",
 )
 
+_EVENT_ID_NAMESPACE = uuid.UUID("5b0c3a52-6f4e-4f38-9d4e-2f0c6f1a7e10")
+
 
 @dataclass(frozen=True)
 class Appended:
@@ -103,6 +105,11 @@ def translate(exc: EventStoreDBClientException, username: str | None = None) -> 
     return exc
 
 
+def event_id(user: UserCreated, request_id: str) -> uuid.UUID:
+    """A stable event id for a client's request: its retries are recognised as the same write."""
+    return uuid.uuid5(_EVENT_ID_NAMESPACE, "\n".join((request_id, user.username, user.full_name)))
+
+
 class EventStore:
     """Wraps one lazily created client, so the service starts even while EventStoreDB is down."""
 
@@ -128,8 +135,13 @@ class EventStore:
                     raise translate(exc) from exc
             return self._client
 
-    def create_user(self, user: UserCreated, correlation_id: str) -> Appended:
+    def create_user(
+        self, user: UserCreated, correlation_id: str, *, idempotent: bool = False
+    ) -> Appended:
         """Append the event expecting no stream: exactly one `user-created` per username.
+
+        With `idempotent` (the client sent `X-Request-ID`), the event id is derived from the
+        request id, username and full name, so the same request sent again answers 201 again.
 
         esdbclient retries a failed gRPC call once, so each attempt gets half the timeout and the
         whole stays within it. A timed-out attempt may still have been written: when the retry
@@ -140,7 +152,7 @@ class EventStore:
             data=encode_user_created(user),
             metadata=encode_metadata(correlation_id=correlation_id),
             content_type="application/json",
-            id=uuid.uuid4(),
+            id=event_id(user, correlation_id) if idempotent else uuid.uuid4(),
         )
         stream = stream_name(user.username)
         client = self._get_client()

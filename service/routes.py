@@ -24,12 +24,16 @@ from usersvc.events import USERNAME_RE, UserCreated, format_timestamp
 
 # The projection counts as stalled when it is behind and has not committed for this long.
 STALL_SECONDS = 30.0
+# Longer X-Request-ID values are cut (they go into every event's metadata).
+REQUEST_ID_MAX = 200
 
 blueprint = Blueprint("users", __name__)
 
 
 class EventStorePort(Protocol):
-    def create_user(self, user: UserCreated, correlation_id: str) -> Appended: ...
+    def create_user(
+        self, user: UserCreated, correlation_id: str, *, idempotent: bool = False
+    ) -> Appended: ...
     def head_position(self) -> int: ...
 
 
@@ -70,9 +74,11 @@ def create_user() -> tuple[Response, int, dict[str, str]]:
                 for err in exc.errors()
             ],
         ) from None
-    correlation_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
+    request_id = request.headers.get("X-Request-ID", "").strip()[:REQUEST_ID_MAX]
     appended = _event_store().create_user(
-        UserCreated(command.username, command.full_name, datetime.now(UTC)), correlation_id
+        UserCreated(command.username, command.full_name, datetime.now(UTC)),
+        request_id or str(uuid.uuid4()),
+        idempotent=bool(request_id),
     )
     body_out = {
         "username": command.username,

@@ -373,3 +373,16 @@ def test_an_event_store_that_hangs_is_503_within_the_timeout(
         assert elapsed < 1.0 + 0.5, f"took {elapsed:.2f}s for a 1 s timeout"
     finally:
         close_app(app)
+
+
+def test_a_retried_request_with_the_same_request_id_is_201_again_with_one_event(
+    client: FlaskClient, esdb: EventStoreDBClient, unique: str
+) -> None:
+    username = f"retry-{unique}"
+    body = {"username": username, "fullName": "Retry"}
+    first = client.post("/users", json=body, headers={"X-Request-ID": f"r-{unique}"})
+    again = client.post("/users", json=body, headers={"X-Request-ID": f"r-{unique}"})
+    other = client.post("/users", json=body, headers={"X-Request-ID": f"other-{unique}"})
+    assert (first.status_code, again.status_code, other.status_code) == (201, 201, 409)
+    assert first.json == again.json
+    assert len(stream_events(esdb, username)) == 1

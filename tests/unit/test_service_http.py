@@ -26,12 +26,14 @@ class FakeStore:
     fail: Exception | None = None
     head: int = 0
     head_fail: Exception | None = None
-    calls: list[tuple[UserCreated, str]] = field(default_factory=list)
+    calls: list[tuple[UserCreated, str, bool]] = field(default_factory=list)
 
-    def create_user(self, user: UserCreated, correlation_id: str) -> Appended:
+    def create_user(
+        self, user: UserCreated, correlation_id: str, *, idempotent: bool = False
+    ) -> Appended:
         if self.fail is not None:
             raise self.fail
-        self.calls.append((user, correlation_id))
+        self.calls.append((user, correlation_id, idempotent))
         return Appended(commit_position=1000 + len(self.calls))
 
     def head_position(self) -> int:
@@ -97,8 +99,9 @@ def test_post_answers_201_with_location_position_and_revision(
     assert response.status_code == 201
     assert response.headers["Location"] == "/users/donald-le"
     assert response.json == {"username": "donald-le", "commitPosition": 1001, "streamRevision": 0}
-    user, correlation = store.calls[0]
+    user, correlation, idempotent = store.calls[0]
     assert (user.username, user.full_name, correlation) == ("donald-le", "Donald Le", "abc")
+    assert idempotent
     assert user.opened_at.tzinfo is not None
 
 
@@ -109,6 +112,7 @@ def test_post_without_request_id_gets_a_fresh_correlation_id(
     client.post("/users", json={"username": "b", "fullName": "B"})
     first, second = (call[1] for call in store.calls)
     assert first and second and first != second
+    assert not any(call[2] for call in store.calls)
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from esdbclient.exceptions import (
 from psycopg_pool import PoolTimeout
 
 from service.errors import DatabaseUnavailable, EventStoreUnavailable, UsernameTaken
-from service.event_store import EventStore, translate
+from service.event_store import EventStore, event_id, translate
 from service.users import UserRepository
 from usersvc.events import UserCreated
 
@@ -277,3 +277,15 @@ def test_the_repository_queries_the_schema_table_by_username() -> None:
     assert user is not None and (user.id, user.full_name) == (3, "Ann")
     query, params = pool.queries[0]
     assert '"my_schema"."user"' in query and params == ("ann",)
+
+
+def test_a_request_id_gives_a_stable_event_id_for_the_same_request_only() -> None:
+    client = FakeClient()
+    store = store_with(client)
+    store.create_user(USER, "req-1", idempotent=True)
+    store.create_user(USER, "req-1", idempotent=True)
+    store.create_user(USER, "req-2", idempotent=True)
+    store.create_user(UserCreated("donald-le", "Other", USER.opened_at), "req-1", idempotent=True)
+    ids = [call["events"].id for call in client.appends]
+    assert ids[0] == ids[1] == event_id(USER, "req-1")
+    assert len({ids[0], ids[2], ids[3]}) == 3
