@@ -107,3 +107,52 @@ def test_an_invalid_filter_regex_is_an_invalid_argument(
     with pytest.raises(grpc.RpcError) as caught:
         list(call(request, timeout=5))
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_requests_missing_their_options_are_refused_and_unknown_methods_unimplemented(
+    emulator: EmbeddedServer, channel: grpc.Channel, stream: str
+) -> None:
+    read = channel.unary_stream(READ, request_serializer=streams_pb2.ReadReq.SerializeToString)
+    with pytest.raises(grpc.RpcError) as no_stream_option:
+        list(read(streams_pb2.ReadReq(), timeout=5))
+    assert no_stream_option.value.code() in (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNKNOWN,
+    )
+    delete = channel.unary_unary(
+        "/event_store.client.streams.Streams/Delete",
+        request_serializer=streams_pb2.DeleteReq.SerializeToString,
+    )
+    with pytest.raises(grpc.RpcError) as no_expected_revision:
+        delete(
+            streams_pb2.DeleteReq(
+                options=streams_pb2.DeleteReq.Options(
+                    stream_identifier=shared_pb2.StreamIdentifier(stream_name=stream.encode())
+                )
+            ),
+            timeout=5,
+        )
+    assert no_expected_revision.value.code() in (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNKNOWN,
+    )
+    batch = channel.stream_stream(
+        "/event_store.client.streams.Streams/BatchAppend",
+        request_serializer=streams_pb2.BatchAppendReq.SerializeToString,
+        response_deserializer=streams_pb2.BatchAppendResp.FromString,
+    )
+    orphan = streams_pb2.BatchAppendReq(
+        correlation_id=shared_pb2.UUID(string=str(uuid.uuid4())), is_final=True
+    )
+    (reply,) = list(batch(iter([orphan]), timeout=5))
+    assert reply.WhichOneof("result") == "error"
+    unknown = channel.unary_unary("/event_store.client.projections.Projections/Create")
+    with pytest.raises(grpc.RpcError) as unimplemented:
+        unknown(b"", timeout=5)
+    assert unimplemented.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    client = EventStoreDBClient(emulator.connection_string)
+    try:
+        client.append_to_stream(stream, current_version=StreamState.NO_STREAM, events=events(1))
+        assert [e.stream_position for e in client.get_stream(stream)] == [0]
+    finally:
+        client.close()
