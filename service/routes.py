@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.errors import (
     ApiError,
@@ -57,7 +58,7 @@ def create_user() -> tuple[Response, int, dict[str, str]]:
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
     try:
-        body = orjson.loads(request.get_data(cache=False))
+        body = orjson.loads(_body())
     except orjson.JSONDecodeError as exc:
         raise InvalidJson(f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -86,6 +87,18 @@ def create_user() -> tuple[Response, int, dict[str, str]]:
         "streamRevision": appended.stream_revision,
     }
     return jsonify(body_out), 201, {"Location": f"/users/{command.username}"}
+
+
+def _body() -> bytes:
+    """The request body; a chunked one (no Content-Length) reaching the limit is refused.
+
+    Werkzeug checks Content-Length up front but cuts a chunked body at the limit silently.
+    """
+    data = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise RequestEntityTooLarge()
+    return data
 
 
 @blueprint.get("/users/<username>")

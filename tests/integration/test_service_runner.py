@@ -149,3 +149,26 @@ def test_health_compares_the_checkpoint_with_the_head_of_all(
         assert stalled.json["problems"] == ["projection_stalled"]  # type: ignore[index]
     finally:
         close_app(app)
+
+
+def test_a_chunked_body_is_read_whole_and_refused_at_the_limit_under_gunicorn(
+    start_serve: Callable[[bool], tuple[str, subprocess.Popen[bytes]]], unique: str
+) -> None:
+    base, _ = start_serve(False)
+
+    def chunks(name: str, padding: int) -> Iterator[bytes]:
+        yield f'{{"username": "{name}", "fullName": "Chunked'.encode()
+        for _ in range(padding):
+            yield b"x" * 1000
+        yield b'"}'
+
+    headers = {"Content-Type": "application/json"}
+    small = httpx.post(
+        f"{base}/users", content=chunks(f"chunk-{unique}", 0), headers=headers, timeout=10
+    )
+    assert small.status_code == 201, small.text
+    big = httpx.post(
+        f"{base}/users", content=chunks(f"big-{unique}", 40), headers=headers, timeout=10
+    )
+    assert big.status_code == 413
+    assert big.json()["error"]["code"] == "payload_too_large"
