@@ -32,6 +32,7 @@ _FRAME = struct.Struct("<cI")
 # position, revision, recorded_at (µs since epoch), id, len(stream), len(type), len(content
 # type), len(data), len(metadata)
 _EVENT = struct.Struct("<QQq16sHHHII")
+_unpack = _EVENT.unpack_from
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
@@ -66,26 +67,25 @@ def _encode(event: StoredEvent) -> bytes:
 
 
 def _decode(payload: bytes) -> StoredEvent:
-    (position, revision, micros, raw_id, n_stream, n_type, n_ctype, n_data, n_meta) = (
-        _EVENT.unpack_from(payload)
+    (position, revision, micros, raw_id, n_stream, n_type, n_ctype, n_data, n_meta) = _unpack(
+        payload
     )
-    offset = _EVENT.size
-    parts = []
-    for size in (n_stream, n_type, n_ctype, n_data, n_meta):
-        parts.append(payload[offset : offset + size])
-        offset += size
-    if offset != len(payload):
-        raise BundleError("an event record has the wrong length")
+    a = _EVENT.size + n_stream
+    b = a + n_type
+    c = b + n_ctype
+    d = c + n_data
+    if d + n_meta != len(payload):
+        raise ValueError("the record has the wrong length")
     return StoredEvent(
-        commit_position=position,
-        stream=parts[0].decode(),
-        revision=revision,
-        event_id=UUID(bytes=raw_id),
-        type=parts[1].decode(),
-        data=parts[3],
-        metadata=parts[4],
-        content_type=parts[2].decode(),
-        recorded_at=_EPOCH + micros * _MICRO,
+        position,
+        payload[_EVENT.size : a].decode(),
+        revision,
+        UUID(bytes=raw_id),
+        payload[a:b].decode(),
+        payload[c:d],
+        payload[d:],
+        payload[b:c].decode(),
+        _EPOCH + micros * _MICRO,
     )
 
 
@@ -114,7 +114,8 @@ class BundleWriter:
         self._hash.update(payload)
         self._frame(b"E", payload)
         self.count += 1
-        self.first_position = self.first_position or event.commit_position
+        if self.first_position is None:
+            self.first_position = event.commit_position
         self.last_position = event.commit_position
 
     def trailer(self) -> dict[str, Any]:
@@ -151,48 +152,84 @@ def write_bundle(
         return writer.trailer()
 
 
+_CHUNK = 1 << 20
+
+
 def _frames(path: Path) -> Iterator[tuple[bytes, bytes]]:
+    """(kind, payload) of each frame. Decompresses in large chunks and cuts frames out of them:
+    one `read` per frame would cost more than everything else a reader does."""
     try:
         with open(path, "rb") as raw:
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-            head = reader.read(len(MAGIC) + 1)
-            if head[: len(MAGIC)] != MAGIC:
+            buffer = reader.read(len(MAGIC) + 1)
+            if len(buffer) <= len(MAGIC) or buffer[: len(MAGIC)] != MAGIC:
                 raise BundleError(f"{path} is not a usersvc bundle")
-            if head[len(MAGIC)] != VERSION:
-                raise BundleError(f"{path} has bundle format {head[len(MAGIC)]}, not {VERSION}")
+            if buffer[len(MAGIC)] != VERSION:
+                raise BundleError(f"{path} has bundle format {buffer[len(MAGIC)]}, not {VERSION}")
+            buffer, offset = b"", 0
+            unpack, header = _FRAME.unpack_from, _FRAME.size
             while True:
-                header = reader.read(_FRAME.size)
-                if not header:
-                    return
-                if len(header) < _FRAME.size:
-                    raise BundleError(f"{path} is truncated")
-                kind, length = _FRAME.unpack(header)
-                payload = reader.read(length)
-                if len(payload) < length:
-                    raise BundleError(f"{path} is truncated")
-                yield kind, payload
+                if len(buffer) - offset < header:
+                    buffer, offset = _fill(reader, buffer[offset:], header), 0
+                    if not buffer:
+                        return
+                    if len(buffer) < header:
+                        raise BundleError(f"{path} is truncated")
+                kind, length = unpack(buffer, offset)
+                end = offset + header + length
+                if end > len(buffer):
+                    buffer = _fill(reader, buffer[offset:], header + length)
+                    offset, end = 0, header + length
+                    if end > len(buffer):
+                        raise BundleError(f"{path} is truncated")
+                yield kind, buffer[offset + header : end]
+                offset = end
     except zstandard.ZstdError as exc:
         raise BundleError(f"{path} is corrupt or truncated: {exc}") from None
     except FileNotFoundError:
         raise BundleError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise BundleError(f"{path} is a directory, not a bundle") from None
 
 
-def _scan(path: Path) -> Iterator[StoredEvent | dict[str, Any]]:
-    """Yield the manifest (a dict), then each event, checking the trailer at the end."""
+def _fill(reader: Any, buffer: bytes, need: int) -> bytes:
+    """`buffer` plus what the reader has, until it holds `need` bytes or the input ends."""
+    parts = [buffer]
+    size = len(buffer)
+    while size < need:
+        more = reader.read(max(_CHUNK, need - size))
+        if not more:
+            break
+        parts.append(more)
+        size += len(more)
+    return b"".join(parts)
+
+
+def _scan(path: Path, *, decode: bool = True) -> Iterator[StoredEvent | bytes | dict[str, Any]]:
+    """Yield the manifest (a dict), then each event (decoded, or its raw record), checking the
+    trailer at the end."""
     digest = hashlib.sha256()
+    update = digest.update
     count = 0
     frames = _frames(path)
     first = next(frames, None)
     if first is None or first[0] != b"M":
         raise BundleError(f"{path} has no manifest")
-    yield dict(orjson.loads(first[1]))
+    yield _json_object(path, first[1])
     for kind, payload in frames:
         if kind == b"E":
-            digest.update(payload)
+            update(payload)
             count += 1
-            yield _decode(payload)
+            if not decode:
+                yield payload
+                continue
+            try:
+                event = _decode(payload)
+            except (struct.error, UnicodeDecodeError, ValueError) as exc:
+                raise BundleError(f"{path} is corrupt: event {count}: {exc}") from None
+            yield event
         elif kind == b"T":
-            trailer = orjson.loads(payload)
+            trailer = _json_object(path, payload)
             if trailer.get("count") != count or trailer.get("sha256") != digest.hexdigest():
                 raise BundleError(f"{path} is corrupt: its content does not match its trailer")
             if next(frames, None) is not None:
@@ -201,6 +238,16 @@ def _scan(path: Path) -> Iterator[StoredEvent | dict[str, Any]]:
         else:
             raise BundleError(f"{path} is corrupt: unknown frame {kind!r}")
     raise BundleError(f"{path} is truncated: no trailer")
+
+
+def _json_object(path: Path, payload: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise BundleError(f"{path} is corrupt: a manifest or trailer is not a JSON object")
+    return value
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -215,7 +262,7 @@ def verify_bundle(path: Path) -> dict[str, Any]:
     """Read the whole bundle and check it; return the manifest plus `count`."""
     manifest: dict[str, Any] = {}
     count = 0
-    for item in _scan(path):
+    for item in _scan(path, decode=False):
         if isinstance(item, dict):
             manifest = item
         else:
@@ -228,5 +275,5 @@ def read_bundle(path: Path, *, verify: bool = True) -> Iterator[StoredEvent]:
     if verify:
         verify_bundle(path)
     for item in _scan(path):
-        if not isinstance(item, dict):
+        if isinstance(item, StoredEvent):
             yield item

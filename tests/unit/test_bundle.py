@@ -1,0 +1,179 @@
+"""The bundle format: round trips, streaming, and refusal of anything damaged."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+import zstandard
+
+from usersvc.bundle import (
+    MAGIC,
+    BundleError,
+    BundleWriter,
+    read_bundle,
+    read_manifest,
+    verify_bundle,
+    write_bundle,
+)
+from usersvc.records import StoredEvent
+
+START = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+def events(count: int, first_position: int = 0) -> Iterator[StoredEvent]:
+    for i in range(count):
+        yield StoredEvent(
+            commit_position=first_position + i * 150,
+            stream=f"user-ünïcode-{i}",
+            revision=i % 3,
+            event_id=uuid.uuid4(),
+            type="user-created" if i % 5 else "user-renamed",
+            data=orjson.dumps({"username": f"u{i}", "fullName": "Zoë Ω"}),
+            metadata=b"" if i % 2 else b'{"schemaVersion":1}',
+            content_type="application/json" if i % 7 else "application/octet-stream",
+            recorded_at=START + timedelta(microseconds=i * 1001),
+        )
+
+
+def raw_content(path: Path) -> bytes:
+    return zstandard.ZstdDecompressor().stream_reader(path.read_bytes()).read()
+
+
+def rewrite(path: Path, content: bytes) -> None:
+    path.write_bytes(zstandard.ZstdCompressor().compress(content))
+
+
+def test_events_round_trip_exactly_with_the_manifest(tmp_path: Path) -> None:
+    original = list(events(500))
+    path = tmp_path / "a.bundle"
+    summary = write_bundle(path, original, {"source": "test", "range": [1, 2]})
+    assert summary["count"] == 500
+    assert summary["firstPosition"] == 0  # position 0 is a position, not "none"
+    assert summary["lastPosition"] == original[-1].commit_position
+    assert list(read_bundle(path)) == original
+    assert read_manifest(path) == {"source": "test", "range": [1, 2]}
+    assert verify_bundle(path) == {"source": "test", "range": [1, 2], "count": 500}
+
+
+def test_an_empty_bundle_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "empty.bundle"
+    assert write_bundle(path, [], {})["count"] == 0
+    assert list(read_bundle(path)) == []
+
+
+def test_records_larger_than_a_read_chunk_round_trip(tmp_path: Path) -> None:
+    big = StoredEvent(
+        400, "user-big", 0, uuid.uuid4(), "user-created", b"x" * 3_000_000, b"{}", "c", START
+    )
+    original = [*events(3), big, *events(3, first_position=500)]
+    path = tmp_path / "big.bundle"
+    write_bundle(path, original, {})
+    assert list(read_bundle(path)) == original
+
+
+def test_the_writer_streams_and_keeps_no_events(tmp_path: Path) -> None:
+    path = tmp_path / "s.bundle"
+    with BundleWriter(path, {"source": "s"}) as writer:
+        for event in events(20_000):
+            writer.write(event)
+        assert writer.count == 20_000
+        assert not any(isinstance(v, list) for v in vars(writer).values())
+    # 20,000 events compress well below their raw size
+    assert path.stat().st_size < 20_000 * 100
+
+
+def test_events_out_of_position_order_are_refused(tmp_path: Path) -> None:
+    first, second = list(events(2))
+    with pytest.raises(BundleError, match="increasing position"):
+        write_bundle(tmp_path / "o.bundle", [second, first], {})
+    assert not (tmp_path / "o.bundle").exists()
+
+
+def test_a_failed_write_leaves_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "f.bundle"
+
+    def failing() -> Iterator[StoredEvent]:
+        yield from events(3)
+        raise RuntimeError("source went away")
+
+    with pytest.raises(RuntimeError):
+        write_bundle(path, failing(), {})
+    assert not path.exists()
+
+
+def test_a_truncated_bundle_is_refused_before_any_event(tmp_path: Path) -> None:
+    path = tmp_path / "t.bundle"
+    write_bundle(path, events(100), {})
+    content = raw_content(path)
+    for cut in (len(content) - 1, len(content) - 60, len(content) // 2, 20):
+        rewrite(path, content[:cut])
+        with pytest.raises(BundleError, match="truncated"):
+            next(read_bundle(path))
+
+
+def test_a_truncated_compressed_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "z.bundle"
+    write_bundle(path, events(2000), {})
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(BundleError, match="truncated"):
+        verify_bundle(path)
+
+
+def test_a_flipped_byte_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.bundle"
+    write_bundle(path, events(100), {})
+    content = bytearray(raw_content(path))
+    content[len(content) // 2] ^= 0x01
+    rewrite(path, bytes(content))
+    with pytest.raises(BundleError, match=r"corrupt|truncated"):
+        list(read_bundle(path))
+
+
+def test_a_changed_trailer_count_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "n.bundle"
+    write_bundle(path, events(10), {})
+    content = raw_content(path)
+    rewrite(path, content.replace(b'"count":10', b'"count":11'))
+    with pytest.raises(BundleError, match="does not match its trailer"):
+        verify_bundle(path)
+
+
+def test_data_after_the_trailer_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.bundle"
+    write_bundle(path, events(3), {})
+    rewrite(path, raw_content(path) + b"M\x02\x00\x00\x00{}")
+    with pytest.raises(BundleError, match="after its trailer"):
+        verify_bundle(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a bundle at all", "not a usersvc bundle"),
+        (MAGIC, "not a usersvc bundle"),
+        (MAGIC + bytes([99]), "bundle format 99"),
+        (MAGIC + bytes([1]), "no manifest"),
+    ],
+)
+def test_what_is_not_a_bundle_is_refused(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.bundle"
+    rewrite(path, content)
+    with pytest.raises(BundleError, match=message):
+        verify_bundle(path)
+
+
+def test_a_file_that_is_not_zstd_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "plain.bundle"
+    path.write_bytes(b"USVCBNDL plain text, not compressed")
+    with pytest.raises(BundleError, match="corrupt or truncated"):
+        verify_bundle(path)
+
+
+def test_a_missing_file_is_a_bundle_error(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="does not exist"):
+        read_manifest(tmp_path / "missing.bundle")
