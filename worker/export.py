@@ -18,10 +18,11 @@ from typing import Any
 
 import orjson
 
+from usersvc.bundle import VERSION as BUNDLE_VERSION
 from usersvc.bundle import BundleWriter
 from usersvc.records import StoredEvent
 from worker.progress import Progress
-from worker.replay import Cutoff, ReplayError, resolve_cutoff
+from worker.replay import Cutoff, ReplayError, resolve_cutoff, span_of
 from worker.sources import EventSource, SourceUnavailable
 
 
@@ -55,7 +56,10 @@ def export(
     except SourceUnavailable as exc:
         raise ReplayError(str(exc)) from None
     manifest = {
+        "format": "usersvc-bundle",
+        "formatVersion": BUNDLE_VERSION,
         "source": source.label,
+        "streamPrefix": source.prefix,
         "fromPosition": from_position,
         "until": cutoff.describe(),
         "untilPosition": until,
@@ -65,12 +69,17 @@ def export(
     }
     partial = output.with_name(output.name + ".partial")
     try:
-        with BundleWriter(partial, manifest) as writer, Progress("export", source.total) as bar:
+        total = None if until is not None else source.total
+        span = span_of(source, from_position, until)
+        with (
+            BundleWriter(partial, manifest) as writer,
+            Progress("export", total, span=span) as bar,
+        ):
             for event in source.events(from_position):
                 if until is not None and event.commit_position > until:
                     break
                 writer.write(redact(event, redact_fields))
-                bar.update(1)
+                bar.update(1, event.commit_position)
             trailer = writer.trailer()
     except SourceUnavailable as exc:
         raise ReplayError(str(exc)) from None

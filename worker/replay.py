@@ -37,7 +37,7 @@ from usersvc.records import StoredEvent
 from worker.migrator import migrate
 from worker.progress import Progress
 from worker.projection import Projection
-from worker.snapshot import SnapshotError, load_snapshot, restore_rows
+from worker.snapshot import SnapshotError, check_snapshot, restore_rows
 from worker.sources import EventSource, SourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -106,12 +106,16 @@ class ReplaySummary:
         ]
 
 
-def resolve_cutoff(source: EventSource, cutoff: Cutoff, after: int | None) -> int | None:
-    """The inclusive last position to replay, or None for everything; refuses what is wrong."""
+def resolve_cutoff(
+    source: EventSource, cutoff: Cutoff, after: int | None, *, allow_empty: bool = False
+) -> int | None:
+    """The inclusive last position to replay, or None for everything; refuses what is wrong.
+    `allow_empty` accepts a source with nothing after `after` when there is no cutoff (a
+    snapshot that is already up to date)."""
     first = source.first_position(after)
-    if first is None:
+    if first is None and not (allow_empty and cutoff.kind == "none"):
         raise ReplayError(f"{source.label} has no events after position {after or 0}")
-    if cutoff.kind == "none":
+    if first is None or cutoff.kind == "none":
         return None
     if cutoff.kind == "position":
         assert cutoff.position is not None
@@ -145,29 +149,36 @@ def resolve_cutoff(source: EventSource, cutoff: Cutoff, after: int | None) -> in
 
 def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
     """Check everything, then migrate the target and replay into it."""
-    snapshot: tuple[dict[str, Any], list[list[Any]]] | None = None
     after = request.from_position
     if request.snapshot is not None:
+        if request.from_position is not None:
+            raise ReplayError("--from-position and --from-snapshot exclude each other")
         try:
-            snapshot = load_snapshot(request.snapshot)
+            after = check_snapshot(request.snapshot)["checkpoint"]
         except SnapshotError as exc:
             raise ReplayError(str(exc)) from None
-        after = snapshot[0]["checkpoint"]
     try:
-        until = resolve_cutoff(source, request.cutoff, after)
+        until = resolve_cutoff(
+            source, request.cutoff, after, allow_empty=request.snapshot is not None
+        )
+        span = span_of(source, after, until)
     except SourceUnavailable as exc:
         raise ReplayError(str(exc)) from None
     _check_target(request)
     migrate(request.target_url, request.schema)
     projection = Projection(request.schema, request.checkpoint_name)
-    applied = skipped = 0
+    applied = skipped = restored = 0
     first: int | None = None
-    with psycopg.connect(request.target_url) as conn, Progress("replay", source.total) as bar:
+    total = None if until is not None else source.total
+    with (
+        psycopg.connect(request.target_url) as conn,
+        Progress("replay", total, span=span) as bar,
+    ):
         if request.force:
             _empty(conn, request.schema)
-        if snapshot is not None:
+        if request.snapshot is not None:
             with conn.transaction():
-                restore_rows(conn, request.schema, snapshot[1])
+                restored = restore_rows(conn, request.schema, request.snapshot)
                 if after is not None:
                     projection.advance(conn, after)
         try:
@@ -177,7 +188,7 @@ def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
                 first = first if first is not None else batch[0].commit_position
                 applied += result.applied
                 skipped += result.skipped
-                bar.update(len(batch))
+                bar.update(len(batch), batch[-1].commit_position)
         except SourceUnavailable as exc:
             raise ReplayError(f"{exc}; the target holds a partial replay") from None
         last = projection.checkpoint(conn)
@@ -190,10 +201,19 @@ def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
             skipped,
             bar.elapsed,
             checksum,
-            len(snapshot[1]) if snapshot else 0,
+            restored,
         )
         _write_manifest(conn, request, summary)
     return summary
+
+
+def span_of(source: EventSource, after: int | None, until: int | None) -> tuple[int, int] | None:
+    """The positions the replay covers, for an ETA when the number of events is not known."""
+    if until is None and source.total is not None:
+        return None
+    first = source.first_position(after)
+    last = until if until is not None else source.last_position()
+    return None if first is None or last is None else (first, last)
 
 
 def _batches(
@@ -268,7 +288,7 @@ def _empty(conn: psycopg.Connection[Any], schema: str) -> None:
 
 
 def table_checksum(conn: psycopg.Connection[Any], schema: str) -> str:
-    """SHA-256 over the user rows in username order (the serial id excluded) and checkpoints."""
+    """SHA-256 over the user rows in username order, every column but the serial id."""
     digest = hashlib.sha256()
     query = sql.SQL(
         'SELECT username, "createdAt", "fullName", "eventId", "commitPosition" FROM {}'

@@ -2,13 +2,15 @@
 
 A snapshot is zstd-compressed JSON lines: a header (format, the schema version, i.e. the newest
 migration applied, the checkpoint name and position, the row count), one line per row, and a
-trailer with the SHA-256 of the row lines. `replay --from-snapshot` restores it into a fresh
-schema of the same version and replays only what came after its checkpoint.
+trailer with the SHA-256 of the row lines. `replay --from-snapshot` checks it, then streams it
+into a fresh schema of the same version and replays only what came after its checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,45 +85,72 @@ def take_snapshot(conninfo: str, schema: str, checkpoint_name: str, output: Path
     return header
 
 
-def load_snapshot(path: Path) -> tuple[dict[str, Any], list[list[Any]]]:
-    """Read and check a snapshot; raise `SnapshotError` for anything wrong."""
+def _lines(path: Path) -> Iterator[bytes]:
+    """The lines of a snapshot, each with its newline, decompressed as they are read."""
     try:
         with open(path, "rb") as raw:
-            content = zstandard.ZstdDecompressor().stream_reader(raw).read()
+            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+            yield from io.BufferedReader(reader, buffer_size=1 << 20)
     except (OSError, zstandard.ZstdError) as exc:
         raise SnapshotError(f"cannot read snapshot {path}: {exc}") from None
-    lines = content.split(b"\n")
-    if len(lines) < 3 or lines[-1] != b"":
-        raise SnapshotError(f"snapshot {path} is truncated")
-    try:
-        header = orjson.loads(lines[0])
-        trailer = orjson.loads(lines[-2])
-    except orjson.JSONDecodeError:
-        raise SnapshotError(f"snapshot {path} is corrupt") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
+
+
+def _scan(path: Path) -> Iterator[dict[str, Any] | bytes]:
+    """The header, then each row line, then a check of the trailer (raises if anything is off)."""
+    lines = _lines(path)
+    header = _json(path, next(lines, b""))
+    if header.get("format") != FORMAT:
         raise SnapshotError(f"{path} is not a usersvc snapshot")
-    body = lines[1:-2]
+    yield header
     digest = hashlib.sha256()
-    for line in body:
-        digest.update(line + b"\n")
-    if (
-        not isinstance(trailer, dict)
-        or trailer.get("sha256") != digest.hexdigest()
-        or len(body) != header.get("rows")
-    ):
-        raise SnapshotError(f"snapshot {path} is corrupt or truncated")
+    rows = int(header.get("rows") or 0)
+    for _ in range(rows):
+        line = next(lines, b"")
+        if not line.endswith(b"\n"):
+            raise SnapshotError(f"snapshot {path} is truncated")
+        digest.update(line)
+        yield line
+    trailer = next(lines, b"")
+    if not trailer.endswith(b"\n"):
+        raise SnapshotError(f"snapshot {path} is truncated")
+    if _json(path, trailer).get("sha256") != digest.hexdigest() or next(lines, None) is not None:
+        raise SnapshotError(f"snapshot {path} is corrupt: its rows do not match its trailer")
+
+
+def _json(path: Path, line: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise SnapshotError(f"{path} is not a usersvc snapshot, or is corrupt")
+    return value
+
+
+def check_snapshot(path: Path) -> dict[str, Any]:
+    """Read the whole snapshot and check it; return its header. Raise `SnapshotError` for a
+    damaged file or one taken at another schema version."""
+    header: dict[str, Any] = {}
+    for item in _scan(path):
+        if isinstance(item, dict):
+            header = item
     if header.get("schemaVersion") != schema_version():
         raise SnapshotError(
             f"snapshot {path} was taken at schema version {header.get('schemaVersion')}, "
             f"this code is at {schema_version()}; take a new snapshot with this version"
         )
-    return header, [orjson.loads(line) for line in body]
+    return header
 
 
-def restore_rows(conn: psycopg.Connection[Any], schema: str, rows: list[list[Any]]) -> None:
-    """Insert snapshot rows (in the caller's transaction), in their original order."""
+def restore_rows(conn: psycopg.Connection[Any], schema: str, path: Path) -> int:
+    """Copy the rows of a checked snapshot into `schema` (in the caller's transaction), in their
+    original order; return how many."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
     copy = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(schema, "user"), columns)
+    count = 0
     with conn.cursor() as cursor, cursor.copy(copy) as writer:
-        for row in rows:
-            writer.write_row(row)
+        for item in _scan(path):
+            if isinstance(item, bytes):
+                writer.write_row(orjson.loads(item))
+                count += 1
+    return count

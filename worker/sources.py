@@ -29,6 +29,7 @@ class SourceUnavailable(RuntimeError):
 
 class EventSource(Protocol):
     label: str
+    prefix: str  # of the stream names taken
     total: int | None  # events in the source, when known cheaply (for the ETA)
 
     def events(self, after: int | None) -> Iterator[StoredEvent]: ...
