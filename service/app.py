@@ -27,6 +27,7 @@ def create_app(
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         WORKER_NAME=settings.worker_name,
+        HEALTH_STALL_SECONDS=settings.health_stall_seconds,
         JSON_SORT_KEYS=False,
     )
     if event_store is None:

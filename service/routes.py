@@ -23,8 +23,6 @@ from service.models import CreateUser
 from service.users import Checkpoint, User
 from usersvc.events import USERNAME_RE, UserCreated, format_timestamp
 
-# The projection counts as stalled when it is behind and has not committed for this long.
-STALL_SECONDS = 30.0
 # Longer X-Request-ID values are cut (they go into every event's metadata).
 REQUEST_ID_MAX = 200
 
@@ -154,7 +152,7 @@ def _projection(head: int, checkpoint: Checkpoint | None, problems: list[str]) -
         if checkpoint is not None
         else None
     )
-    if behind and (idle is None or idle > STALL_SECONDS):
+    if behind and (idle is None or idle > current_app.config["HEALTH_STALL_SECONDS"]):
         report["status"] = "stalled"
         problems.append("projection_stalled")
     else:

@@ -22,7 +22,6 @@ from usersvc.settings import Settings
 log = logging.getLogger(__name__)
 
 # gthread workers: each request mostly waits on gRPC or PostgreSQL, so threads overlap well.
-THREADS_PER_WORKER = 8
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -47,13 +46,14 @@ def _close_worker_app(server: Any, worker: Any) -> None:
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
-    """One worker per core (at least 2), gthread, access log off (it costs ~10% on GET)."""
+    """By default one worker per core (at least 2), gthread, access log off (it costs ~10% on
+    GET)."""
     cores = os.cpu_count() or 1
     return {
         "bind": f"{settings.http_host}:{settings.http_port}",
-        "workers": max(2, cores),
+        "workers": settings.http_workers or max(2, cores),
         "worker_class": "gthread",
-        "threads": THREADS_PER_WORKER,
+        "threads": settings.http_threads,
         "timeout": 30,
         "graceful_timeout": 10,
         "keepalive": 5,

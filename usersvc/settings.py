@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     esdb_timeout: float = Field(default=5.0, gt=0)
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=10, ge=1)
+    # gunicorn: worker processes (default: one per core, at least 2) and threads in each.
+    http_workers: int | None = Field(default=None, ge=1)
+    http_threads: int = Field(default=8, ge=1)
+    # /health calls the projection stalled when it is behind and idle for this many seconds.
+    health_stall_seconds: float = Field(default=30.0, gt=0)
 
     worker_name: str = "usersvc-read-model"
     worker_batch_size: int = Field(default=5000, ge=1, le=100_000)

@@ -15,7 +15,6 @@ from flask.testing import FlaskClient
 from service.app import create_app
 from service.errors import DatabaseUnavailable, EventStoreUnavailable, UsernameTaken
 from service.event_store import Appended
-from service.routes import STALL_SECONDS
 from service.users import Checkpoint, User
 from usersvc.events import UserCreated
 from usersvc.settings import Settings
@@ -336,7 +335,7 @@ def now_minus(seconds: float) -> datetime:
         (0, None, 200, "caught_up"),
         (500, Checkpoint(500, now_minus(3600)), 200, "caught_up"),
         (900, Checkpoint(500, now_minus(1)), 200, "behind"),
-        (900, Checkpoint(500, now_minus(STALL_SECONDS + 5)), 503, "stalled"),
+        (900, Checkpoint(500, now_minus(Settings().health_stall_seconds + 5)), 503, "stalled"),
         (900, None, 503, "stalled"),
     ],
     ids=["empty", "caught up long ago", "behind but moving", "behind and still", "never ran"],
