@@ -153,6 +153,7 @@ def write_bundle(
 
 
 _CHUNK = 1 << 20
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def _frames(path: Path) -> Iterator[tuple[bytes, bytes]]:
@@ -162,6 +163,8 @@ def _frames(path: Path) -> Iterator[tuple[bytes, bytes]]:
         with open(path, "rb") as raw:
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
             buffer = reader.read(len(MAGIC) + 1)
+            if len(buffer) <= len(MAGIC) and _is_zstd(path):
+                raise BundleError(f"{path} is truncated")
             if len(buffer) <= len(MAGIC) or buffer[: len(MAGIC)] != MAGIC:
                 raise BundleError(f"{path} is not a usersvc bundle")
             if buffer[len(MAGIC)] != VERSION:
@@ -190,6 +193,11 @@ def _frames(path: Path) -> Iterator[tuple[bytes, bytes]]:
         raise BundleError(f"{path} does not exist") from None
     except IsADirectoryError:
         raise BundleError(f"{path} is a directory, not a bundle") from None
+
+
+def _is_zstd(path: Path) -> bool:
+    with open(path, "rb") as raw:
+        return raw.read(4) == _ZSTD_MAGIC
 
 
 def _fill(reader: Any, buffer: bytes, need: int) -> bytes:

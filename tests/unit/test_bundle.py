@@ -155,7 +155,8 @@ def test_data_after_the_trailer_is_refused(tmp_path: Path) -> None:
     ("content", "message"),
     [
         (b"not a bundle at all", "not a usersvc bundle"),
-        (MAGIC, "not a usersvc bundle"),
+        (MAGIC, "truncated"),
+        (b"", "truncated"),
         (MAGIC + bytes([99]), "bundle format 99"),
         (MAGIC + bytes([1]), "no manifest"),
     ],
