@@ -17,7 +17,6 @@ bundle or snapshot, a target that already holds data (unless `--force`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -126,9 +125,11 @@ def resolve_cutoff(
             raise ReplayError(f"position {cutoff.position} is after the last event ({last})")
         return cutoff.position
     previous: int | None = None
+    latest: datetime | None = None  # the latest timestamp seen, for a TIME past every event
     for event in source.events(after):
         if cutoff.kind == "time":
             assert cutoff.time is not None
+            latest = event.recorded_at if latest is None else max(latest, event.recorded_at)
             if event.recorded_at > cutoff.time:
                 if previous is None:
                     raise ReplayError(
@@ -140,6 +141,8 @@ def resolve_cutoff(
             return event.commit_position
         previous = event.commit_position
     if cutoff.kind == "time":
+        if latest is not None and latest == cutoff.time:
+            return previous  # TIME is the moment of an event: everything is included
         raise ReplayError(
             f"{cutoff.time.isoformat() if cutoff.time else ''} is after the "
             "last event; replay without --until to take everything"
@@ -288,19 +291,19 @@ def _empty(conn: psycopg.Connection[Any], schema: str) -> None:
 
 
 def table_checksum(conn: psycopg.Connection[Any], schema: str) -> str:
-    """SHA-256 over the user rows in username order, every column but the serial id."""
-    digest = hashlib.sha256()
+    """SHA-256 over the user rows, every column but the serial id, computed in PostgreSQL:
+    the SHA-256 of each row's JSON array (time in UTC), concatenated in byte order of the
+    username (COLLATE "C", so the database's collation does not matter)."""
     query = sql.SQL(
-        'SELECT username, "createdAt", "fullName", "eventId", "commitPosition" FROM {}'
-        " ORDER BY username"
+        "SELECT encode(sha256(coalesce(string_agg(sha256(convert_to(json_build_array("
+        " username,"
+        ' to_char("createdAt" AT TIME ZONE \'UTC\', \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\'),'
+        ' "fullName", "eventId", "commitPosition")::text, \'UTF8\')),'
+        " ''::bytea ORDER BY username COLLATE \"C\"), ''::bytea)), 'hex') FROM {}"
     ).format(sql.Identifier(schema, "user"))
-    with conn.cursor(name="checksum") as cursor:
-        cursor.itersize = 20_000
-        for username, created, full_name, event_id, position in cursor.execute(query):
-            digest.update(
-                orjson.dumps([username, created.isoformat(), full_name, str(event_id), position])
-            )
-    return "sha256:" + digest.hexdigest()
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return "sha256:" + str(row[0])
 
 
 def _write_manifest(
