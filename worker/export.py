@@ -2,7 +2,8 @@
 
 Redaction replaces the named fields of each event's JSON data with a deterministic token
 (`redacted-<first 12 hex of SHA-256>`), so the same value always maps to the same token and a
-replay of the bundle still behaves as production did (uniqueness, joins) without the data.
+replay of the bundle still behaves as production did (uniqueness, joins) without the data. A
+redacted `username` is replaced in its stream name too, so the events still project.
 The bundle is written to a temporary name and renamed at the end: no partial file is left.
 """
 
@@ -20,6 +21,7 @@ import orjson
 
 from usersvc.bundle import VERSION as BUNDLE_VERSION
 from usersvc.bundle import BundleWriter
+from usersvc.events import stream_name
 from usersvc.records import StoredEvent
 from worker.progress import Progress
 from worker.replay import Cutoff, ReplayError, resolve_cutoff, span_of
@@ -27,6 +29,8 @@ from worker.sources import EventSource, SourceUnavailable
 
 
 def redact(event: StoredEvent, fields: Sequence[str]) -> StoredEvent:
+    """Replace `fields` of the event's JSON data with tokens. A redacted `username` is also
+    replaced in the stream name (`user-<username>`), so the event still projects."""
     if not fields or event.content_type != "application/json":
         return event
     try:
@@ -35,11 +39,14 @@ def redact(event: StoredEvent, fields: Sequence[str]) -> StoredEvent:
         return event
     if not isinstance(body, dict) or not any(f in body for f in fields):
         return event
+    stream = event.stream
     for field in fields:
         if field in body:
-            token = hashlib.sha256(orjson.dumps(body[field])).hexdigest()[:12]
-            body[field] = f"redacted-{token}"
-    return replace(event, data=orjson.dumps(body))
+            token = f"redacted-{hashlib.sha256(orjson.dumps(body[field])).hexdigest()[:12]}"
+            if field == "username" and stream == stream_name(str(body[field])):
+                stream = stream_name(token)
+            body[field] = token
+    return replace(event, stream=stream, data=orjson.dumps(body))
 
 
 def export(
