@@ -1,0 +1,160 @@
+"""The cutoff rule, exactly: a replay is a prefix of `$all`, whatever the timestamps do.
+
+The history is a bundle written here, so timestamps can be equal or go backwards (as they can
+across a cluster's leader changes), and streams of another prefix can be mixed in.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from usersvc.bundle import write_bundle
+from usersvc.events import UserCreated, encode_user_created, stream_name
+from usersvc.records import StoredEvent
+from worker.replay import Cutoff, ReplayError, ReplayRequest, replay, resolve_cutoff
+from worker.sources import BundleSource
+
+T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+# (position, stream, recorded at): equal stamps at 200/300, a stamp going back at 500, and a
+# stream of another prefix at 350.
+HISTORY = [
+    (100, stream_name("a"), T0),
+    (200, stream_name("b"), T0 + SECOND),
+    (300, stream_name("c"), T0 + SECOND),
+    (350, "audit-1", T0 + 2 * SECOND),
+    (400, stream_name("d"), T0 + 3 * SECOND),
+    (500, stream_name("e"), T0 + SECOND / 2),
+    (600, stream_name("f"), T0 + 4 * SECOND),
+]
+
+
+def event(position: int, stream: str, at: datetime) -> StoredEvent:
+    name = stream.split("-", 1)[1]
+    return StoredEvent(
+        position,
+        stream,
+        0,
+        uuid.uuid5(uuid.NAMESPACE_URL, f"cutoff/{position}"),
+        "user-created",
+        encode_user_created(UserCreated(name, f"Person {name}", at)),
+        b"{}",
+        "application/json",
+        at,
+    )
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> BundleSource:
+    bundle = tmp_path / "cutoff.bundle"
+    write_bundle(bundle, (event(*row) for row in HISTORY), {"source": "test"})
+    return BundleSource(bundle)
+
+
+def time_cutoff(at: datetime) -> Cutoff:
+    return Cutoff("time", time=at)
+
+
+@pytest.mark.parametrize(
+    ("case", "cutoff", "after", "last"),
+    [
+        ("equal stamps are all in", time_cutoff(T0 + SECOND), None, 300),
+        ("between stamps", time_cutoff(T0 + 1.5 * SECOND), None, 300),
+        ("an earlier stamp after a later one is in", time_cutoff(T0 + 3 * SECOND), None, 500),
+        ("the stamp of the last event takes all", time_cutoff(T0 + 4 * SECOND), None, 600),
+        ("the stamp of the first event", time_cutoff(T0), None, 100),
+        ("a position includes its event", Cutoff("position", position=400), None, 400),
+        ("a position between events", Cutoff("position", position=450), None, 450),
+        (
+            "an event id includes its event",
+            Cutoff("event_id", event_id=event(*HISTORY[5]).event_id),
+            None,
+            500,
+        ),
+        ("from a position, strictly after it", time_cutoff(T0 + 3 * SECOND), 300, 500),
+        ("no cutoff is everything", Cutoff(), None, None),
+    ],
+)
+def test_the_cutoff_is_the_last_position_of_a_prefix(
+    source: BundleSource, case: str, cutoff: Cutoff, after: int | None, last: int | None
+) -> None:
+    assert resolve_cutoff(source, cutoff, after) == last
+
+
+@pytest.mark.parametrize(
+    ("case", "cutoff", "after", "message"),
+    [
+        (
+            "a time before the first event",
+            time_cutoff(T0 - SECOND / 10**6),
+            None,
+            "before the first",
+        ),
+        (
+            "a time after the last event",
+            time_cutoff(T0 + 4 * SECOND + SECOND / 10**6),
+            None,
+            "after the last",
+        ),
+        (
+            "a time before the first event after P",
+            time_cutoff(T0 + SECOND),
+            300,
+            "before the first",
+        ),
+        (
+            "a position before the first event",
+            Cutoff("position", position=99),
+            None,
+            "before the first",
+        ),
+        (
+            "a position after the last event",
+            Cutoff("position", position=601),
+            None,
+            "after the last",
+        ),
+        (
+            "an event of another stream prefix",
+            Cutoff("event_id", event_id=event(*HISTORY[3]).event_id),
+            None,
+            "no event with id",
+        ),
+        ("nothing after the start", Cutoff(), 600, "no events after position 600"),
+    ],
+)
+def test_a_cutoff_outside_the_history_is_refused(
+    source: BundleSource, case: str, cutoff: Cutoff, after: int | None, message: str
+) -> None:
+    with pytest.raises(ReplayError, match=message):
+        resolve_cutoff(source, cutoff, after)
+
+
+def test_a_time_replay_takes_the_prefix_and_skips_other_streams(
+    source: BundleSource, pg_url: str, unique: str
+) -> None:
+    schema = f"cut_{unique}"
+    summary = replay(
+        source,
+        ReplayRequest(
+            target_url=pg_url,
+            schema=schema,
+            checkpoint_name="usersvc-read-model",
+            cutoff=time_cutoff(T0 + 3 * SECOND),
+        ),
+    )
+    with psycopg.connect(pg_url) as conn:
+        names = conn.execute(
+            sql.SQL("SELECT username FROM {} ORDER BY username").format(
+                sql.Identifier(schema, "user")
+            )
+        ).fetchall()
+    assert [n for (n,) in names] == ["a", "b", "c", "d", "e"]
+    assert (summary.first_position, summary.last_position) == (100, 500)
+    assert (summary.applied, summary.skipped) == (5, 0)
