@@ -21,6 +21,7 @@ import pytest
 import zstandard
 from esdbclient import EventStoreDBClient, NewEvent, RecordedEvent, StreamState
 from psycopg import sql
+from pydantic import SecretStr
 
 from esdb_emulator import EmbeddedServer
 from esdb_emulator.cli import import_bundle
@@ -94,7 +95,7 @@ def history(pg_url: str) -> Iterator[History]:
     migrate(pg_url, live_schema)
     settings = Settings(
         esdb_connection_string="esdb://unused:1?tls=false",
-        database_url=pg_url,
+        database_url=SecretStr(pg_url),
         database_schema=live_schema,
     )
     with EmbeddedServer() as server:
@@ -106,11 +107,11 @@ def history(pg_url: str) -> Iterator[History]:
         try:
             append_users(client, [f"early-{i:02d}" for i in range(MIDDLE)])
             middle = _user_events(client)
-            wait_for_checkpoint(pg_url, live_schema, WORKER, middle[-1].commit_position)
+            wait_for_checkpoint(pg_url, live_schema, WORKER, int(middle[-1].commit_position or 0))
             live_at_middle = rows(pg_url, live_schema)
             append_users(client, [f"late-{i:02d}" for i in range(TOTAL - MIDDLE)])
             events = _user_events(client)
-            wait_for_checkpoint(pg_url, live_schema, WORKER, events[-1].commit_position)
+            wait_for_checkpoint(pg_url, live_schema, WORKER, int(events[-1].commit_position or 0))
         finally:
             stop.set()
             worker.join(30)
