@@ -144,8 +144,10 @@ class EventStore:
         request id, username and full name, so the same request sent again answers 201 again.
 
         esdbclient retries a failed gRPC call once, so each attempt gets half the timeout and the
-        whole stays within it. A timed-out attempt may still have been written: when the retry
-        then finds the stream, its first event is ours (same id) and the append succeeded.
+        whole stays within it (twice it only if esdbclient also reconnects between attempts: a
+        refused connection, then a hang). A timed-out attempt may still have been written: when
+        the retry then finds the stream, its first event is ours (same id) and the append
+        succeeded.
         """
         event = NewEvent(
             type=USER_CREATED,
