@@ -18,7 +18,9 @@ log = logging.getLogger("usersvc.repro")
 CUTOFF_HELP = (
     "A replay is always a prefix of $all. --until-position and --until-event-id include that "
     "event; --until TIME includes every event before the first one recorded later than TIME "
-    "(events stamped exactly TIME are in). --from-position P starts strictly after P."
+    "(events stamped exactly TIME are in; an event stamped earlier that comes after the first "
+    "later one is out). A cutoff before the first event or after the last is refused. "
+    "--from-position P starts strictly after P."
 )
 
 
@@ -50,7 +52,9 @@ def _position(value: str) -> int:
 
 
 def _add_range(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from-position", type=_position, help="start strictly after P")
+    parser.add_argument(
+        "--from-position", type=_position, metavar="P", help="start strictly after P"
+    )
     until = parser.add_mutually_exclusive_group()
     until.add_argument("--until", type=_time, metavar="TIME", help="ISO-8601 time with zone")
     until.add_argument("--until-position", type=_position, metavar="P")
