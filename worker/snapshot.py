@@ -36,7 +36,6 @@ def schema_version() -> int:
 
 def take_snapshot(conninfo: str, schema: str, checkpoint_name: str, output: Path) -> dict[str, Any]:
     """Write the read model of `schema` to `output`; return the header."""
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
     with psycopg.connect(conninfo) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         with conn.transaction():
@@ -62,27 +61,38 @@ def take_snapshot(conninfo: str, schema: str, checkpoint_name: str, output: Path
                 "rows": count_row[0] if count_row else 0,
                 "createdAt": datetime.now(UTC).isoformat(),
             }
-            digest = hashlib.sha256()
             tmp = output.with_name(output.name + ".partial")
-            with open(tmp, "wb") as raw, zstandard.ZstdCompressor().stream_writer(raw) as out:
-                out.write(orjson.dumps(header) + b"\n")
-                query = sql.SQL("SELECT {} FROM {} ORDER BY id").format(
-                    columns, sql.Identifier(schema, "user")
-                )
-                with conn.cursor(name="snapshot") as cursor:
-                    cursor.itersize = 10_000
-                    for username, created, full_name, event_id, position in cursor.execute(query):
-                        line = (
-                            orjson.dumps(
-                                [username, created.isoformat(), full_name, str(event_id), position]
-                            )
-                            + b"\n"
-                        )
-                        digest.update(line)
-                        out.write(line)
-                out.write(orjson.dumps({"sha256": digest.hexdigest()}) + b"\n")
+            try:
+                _write_rows(conn, schema, header, tmp)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             tmp.replace(output)
     return header
+
+
+def _write_rows(
+    conn: psycopg.Connection[Any], schema: str, header: dict[str, Any], path: Path
+) -> None:
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+    digest = hashlib.sha256()
+    with open(path, "wb") as raw, zstandard.ZstdCompressor().stream_writer(raw) as out:
+        out.write(orjson.dumps(header) + b"\n")
+        query = sql.SQL("SELECT {} FROM {} ORDER BY id").format(
+            columns, sql.Identifier(schema, "user")
+        )
+        with conn.cursor(name="snapshot") as cursor:
+            cursor.itersize = 10_000
+            for username, created, full_name, event_id, position in cursor.execute(query):
+                line = (
+                    orjson.dumps(
+                        [username, created.isoformat(), full_name, str(event_id), position]
+                    )
+                    + b"\n"
+                )
+                digest.update(line)
+                out.write(line)
+        out.write(orjson.dumps({"sha256": digest.hexdigest()}) + b"\n")
 
 
 def _lines(path: Path) -> Iterator[bytes]:
