@@ -55,6 +55,10 @@ _TRANSIENT_MARKERS = (
     "Connection refused",
 )
 
+# Seconds at most that `/health` waits for the head of `$all` (less if ESDB_TIMEOUT is smaller), so
+# a probe with a short timeout of its own gets an answer while EventStoreDB hangs.
+HEALTH_TIMEOUT = 2.0
+
 _EVENT_ID_NAMESPACE = uuid.UUID("5b0c3a52-6f4e-4f38-9d4e-2f0c6f1a7e10")
 
 
@@ -187,13 +191,16 @@ class EventStore:
         return None
 
     def head_position(self) -> int:
-        """Commit position of the newest event of this service (0 when there is none)."""
+        """Commit position of the newest event of this service (0 when there is none).
+
+        Within `HEALTH_TIMEOUT` (each of esdbclient's two attempts gets half).
+        """
         try:
             return int(
                 self._get_client().get_commit_position(
                     filter_include=[STREAM_PREFIX + ".*"],
                     filter_by_stream_name=True,
-                    timeout=self.timeout,
+                    timeout=min(self.timeout, HEALTH_TIMEOUT) / 2,
                 )
             )
         except EventStoreDBClientException as exc:

@@ -20,6 +20,7 @@ from psycopg import sql
 
 from esdb_emulator import EmbeddedServer
 from service.app import close_app, create_app
+from service.event_store import HEALTH_TIMEOUT
 from usersvc.events import stream_name
 from usersvc.settings import Settings
 
@@ -373,6 +374,23 @@ def test_an_event_store_that_hangs_is_503_within_the_timeout(
         assert response.headers["Retry-After"]
         assert response.json["error"]["code"] == "event_store_unavailable"  # type: ignore[index]
         assert elapsed < 5.0, f"took {elapsed:.2f}s for a 3 s timeout"
+    finally:
+        close_app(app)
+
+
+def test_health_answers_503_within_its_own_timeout_while_the_event_store_hangs(
+    silent_server: str, pg_url: str, schema: str
+) -> None:
+    app = make_app(silent_server, pg_url, schema, esdb_timeout=10.0)
+    try:
+        started = time.monotonic()
+        response = app.test_client().get("/health")
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503
+        assert response.json["problems"] == ["event_store_unavailable"]  # type: ignore[index]
+        assert response.json["checks"]["database"] == {"status": "up"}  # type: ignore[index]
+        # Not ESDB_TIMEOUT (10 s, twice with the retry); 2 s of slack for a busy machine.
+        assert elapsed < HEALTH_TIMEOUT + 2.0, f"took {elapsed:.2f}s"
     finally:
         close_app(app)
 

@@ -30,7 +30,7 @@ from esdbclient.exceptions import (
 from psycopg_pool import PoolTimeout
 
 from service.errors import DatabaseUnavailable, EventStoreUnavailable, UsernameTaken
-from service.event_store import EventStore, event_id, translate
+from service.event_store import HEALTH_TIMEOUT, EventStore, event_id, translate
 from service.users import UserRepository
 from usersvc.events import UserCreated
 
@@ -43,6 +43,7 @@ class FakeClient:
         self.position = position
         self.appends: list[dict[str, Any]] = []
         self.recorded: list[RecordedEvent] = []
+        self.head_timeouts: list[float | None] = []
         self.closed = False
 
     def append_to_stream(
@@ -76,6 +77,7 @@ class FakeClient:
         if self.fail is not None:
             raise self.fail
         assert list(filter_include) == ["user-.*"] and filter_by_stream_name
+        self.head_timeouts.append(timeout)
         return self.position
 
     def get_stream(
@@ -214,6 +216,14 @@ def test_head_position_reads_this_services_streams_and_any_failure_is_unavailabl
     assert store_with(FakeClient(position=77)).head_position() == 77
     with pytest.raises(EventStoreUnavailable):
         store_with(FakeClient(fail=InternalError("boom"))).head_position()
+
+
+def test_head_position_waits_at_most_the_health_timeout_in_all() -> None:
+    # esdbclient makes two attempts: each gets half of the smaller of the two budgets.
+    for esdb_timeout, per_attempt in [(10.0, HEALTH_TIMEOUT / 2), (0.5, 0.25)]:
+        client = FakeClient()
+        store_with(client, timeout=esdb_timeout).head_position()
+        assert client.head_timeouts == [per_attempt]
 
 
 def test_close_closes_the_client_once_built() -> None:
