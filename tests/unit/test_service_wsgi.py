@@ -54,6 +54,8 @@ def run(script: str, env: dict[str, str], tmp_path: Path) -> str:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    # Also nothing raised at exit, where the WSGI factory closes its pool and channel again.
+    assert "Traceback" not in done.stderr, done.stderr
     return done.stdout
 
 
