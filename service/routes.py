@@ -101,8 +101,9 @@ def _body() -> bytes:
 
 @blueprint.get("/users/<username>")
 def get_user(username: str) -> Response:
-    # A name that breaks the username rule cannot exist: no need to ask the database.
-    user = _users().get(username) if USERNAME_RE.match(username) else None
+    # A name that breaks the username rule cannot exist: no need to ask the database. fullmatch:
+    # the pattern's `$` would also match before a trailing newline.
+    user = _users().get(username) if USERNAME_RE.fullmatch(username) else None
     if user is None:
         raise UserNotFound(f"no user {username!r}")
     return jsonify(

@@ -256,11 +256,14 @@ def test_get_converts_a_non_utc_timestamp_to_utc(client: FlaskClient, users: Fak
     assert client.get("/users/p").json["createdAt"] == "2024-05-01T16:30:01.000Z"  # type: ignore[index]
 
 
+@pytest.mark.parametrize(
+    "path", ["/users/a%20b", "/users/abc%0A", "/users/zo%C3%AB", "/users/" + "u" * 101]
+)
 def test_get_of_an_impossible_username_is_404_without_a_query(
-    client: FlaskClient, users: FakeUsers
+    client: FlaskClient, users: FakeUsers, path: str
 ) -> None:
     users.fail = AssertionError("the database must not be asked")
-    response = client.get("/users/a%20b")
+    response = client.get(path)
     assert response.status_code == 404
     assert error_of(response)["code"] == "user_not_found"
 
