@@ -79,7 +79,7 @@ def decode_user_created(data: bytes) -> UserCreated:
         raise MalformedEvent("data is not a JSON object")
     username, full_name = body.get("username"), body.get("fullName")
     opened_at = body.get("openedAt")
-    if not isinstance(username, str) or not USERNAME_RE.match(username):
+    if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
         raise MalformedEvent(f"username {username!r} is missing or invalid")
     if not isinstance(full_name, str) or not 1 <= len(full_name) <= FULL_NAME_MAX:
         raise MalformedEvent(f"fullName {full_name!r} is missing or invalid")

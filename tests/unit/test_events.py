@@ -35,6 +35,7 @@ def test_decode_round_trips_at_millisecond_precision() -> None:
         b"[]",
         b'{"fullName": "x", "openedAt": "2024-01-01T00:00:00Z"}',
         b'{"username": "has space", "fullName": "x", "openedAt": "2024-01-01T00:00:00Z"}',
+        b'{"username": "newline\\n", "fullName": "x", "openedAt": "2024-01-01T00:00:00Z"}',
         b'{"username": "a", "fullName": "", "openedAt": "2024-01-01T00:00:00Z"}',
         b'{"username": "a", "fullName": "x"}',
         b'{"username": "a", "fullName": "x", "openedAt": "yesterday"}',
