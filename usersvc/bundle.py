@@ -33,6 +33,7 @@ _FRAME = struct.Struct("<cI")
 # type), len(data), len(metadata)
 _EVENT = struct.Struct("<QQq16sHHHII")
 _unpack = _EVENT.unpack_from
+_POSITION = struct.Struct("<Q")  # the first field of an event record
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
@@ -267,15 +268,23 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def verify_bundle(path: Path) -> dict[str, Any]:
-    """Read the whole bundle and check it; return the manifest plus `count`."""
+    """Read the whole bundle and check it; return the manifest plus `count`, `firstPosition`
+    and `lastPosition` (None for an empty bundle)."""
     manifest: dict[str, Any] = {}
     count = 0
+    first: int | None = None
+    payload = b""
     for item in _scan(path, decode=False):
         if isinstance(item, dict):
             manifest = item
         else:
+            assert isinstance(item, bytes)
+            payload = item
+            if first is None:
+                first = _POSITION.unpack_from(payload)[0]
             count += 1
-    return {**manifest, "count": count}
+    last = _POSITION.unpack_from(payload)[0] if count else None
+    return {**manifest, "count": count, "firstPosition": first, "lastPosition": last}
 
 
 def read_bundle(path: Path, *, verify: bool = True) -> Iterator[StoredEvent]:

@@ -87,7 +87,11 @@ class BundleSource:
             self.manifest = verify_bundle(path)
         except BundleError as exc:
             raise SourceUnavailable(str(exc)) from None
-        self.total: int | None = int(self.manifest["count"])
+        # Every event matches when the bundle was exported with this prefix or a narrower one;
+        # then the count and the last position are known without reading the events.
+        exported = self.manifest.get("streamPrefix")
+        self._all_match = isinstance(exported, str) and exported.startswith(prefix)
+        self.total: int | None = int(self.manifest["count"]) if self._all_match else None
 
     def events(self, after: int | None) -> Iterator[StoredEvent]:
         for event in _read_bundle(self.path, verify=False):
@@ -100,6 +104,8 @@ class BundleSource:
         return next((e.commit_position for e in self.events(after)), None)
 
     def last_position(self) -> int | None:
+        if self._all_match:
+            return self.manifest["lastPosition"]  # type: ignore[no-any-return]
         last = None
         for event in self.events(None):
             last = event.commit_position

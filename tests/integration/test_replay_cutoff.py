@@ -158,3 +158,14 @@ def test_a_time_replay_takes_the_prefix_and_skips_other_streams(
     assert [n for (n,) in names] == ["a", "b", "c", "d", "e"]
     assert (summary.first_position, summary.last_position) == (100, 500)
     assert (summary.applied, summary.skipped) == (5, 0)
+
+
+def test_a_bundle_of_the_same_prefix_answers_its_extent_from_the_trailer(tmp_path: Path) -> None:
+    users = [row for row in HISTORY if row[1].startswith(stream_name(""))]
+    bundle = tmp_path / "users.bundle"
+    write_bundle(bundle, (event(*row) for row in users), {"streamPrefix": stream_name("")})
+    whole = BundleSource(bundle)
+    assert (whole.total, whole.last_position()) == (len(users), 600)
+    narrower = BundleSource(bundle, stream_name("c"))
+    assert narrower.total is None  # not every event is of this prefix: counted as it goes
+    assert (narrower.first_position(None), narrower.last_position()) == (300, 300)

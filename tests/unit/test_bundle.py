@@ -57,13 +57,20 @@ def test_events_round_trip_exactly_with_the_manifest(tmp_path: Path) -> None:
     assert summary["lastPosition"] == original[-1].commit_position
     assert list(read_bundle(path)) == original
     assert read_manifest(path) == {"source": "test", "range": [1, 2]}
-    assert verify_bundle(path) == {"source": "test", "range": [1, 2], "count": 500}
+    assert verify_bundle(path) == {
+        "source": "test",
+        "range": [1, 2],
+        "count": 500,
+        "firstPosition": 0,
+        "lastPosition": original[-1].commit_position,
+    }
 
 
 def test_an_empty_bundle_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "empty.bundle"
     assert write_bundle(path, [], {})["count"] == 0
     assert list(read_bundle(path)) == []
+    assert verify_bundle(path) == {"count": 0, "firstPosition": None, "lastPosition": None}
 
 
 def test_records_larger_than_a_read_chunk_round_trip(tmp_path: Path) -> None:
