@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask
 from psycopg_pool import ConnectionPool
 
+from service import request_id
 from service.errors import register_error_handlers
 from service.event_store import EventStore
 from service.routes import EventStorePort, UsersPort, blueprint
@@ -48,6 +49,7 @@ def create_app(
     app.extensions["usersvc.event_store"] = event_store
     app.extensions["usersvc.users"] = users
     app.register_blueprint(blueprint)
+    request_id.install(app)
     register_error_handlers(app)
     return app
 

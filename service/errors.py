@@ -12,6 +12,8 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from service import request_id
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 2
@@ -94,7 +96,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
         if error.status >= 500:
-            log.warning("%s: %s", error.code, error.message)
+            log.warning("%s (request %s): %s", error.code, request_id.current(), error.message)
         return error_response(
             error.status, error.code, error.message, error.details, error.headers()
         )
@@ -111,5 +113,5 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        log.exception("unhandled error")
+        log.exception("unhandled error (request %s)", request_id.current())
         return error_response(500, "internal_error", "internal error; it has been logged")

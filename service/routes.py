@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -11,6 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from service import request_id
 from service.errors import (
     ApiError,
     InvalidJson,
@@ -22,9 +22,6 @@ from service.event_store import Appended
 from service.models import CreateUser
 from service.users import Checkpoint, User
 from usersvc.events import USERNAME_RE, UserCreated, format_timestamp
-
-# Longer X-Request-ID values are cut (they go into every event's metadata).
-REQUEST_ID_MAX = 200
 
 blueprint = Blueprint("users", __name__)
 
@@ -73,11 +70,10 @@ def create_user() -> tuple[Response, int, dict[str, str]]:
                 for err in exc.errors()
             ],
         ) from None
-    request_id = request.headers.get("X-Request-ID", "").strip()[:REQUEST_ID_MAX]
     appended = _event_store().create_user(
         UserCreated(command.username, command.full_name, datetime.now(UTC)),
-        request_id or str(uuid.uuid4()),
-        idempotent=bool(request_id),
+        request_id.current(),
+        idempotent=request_id.from_client(),
     )
     body_out = {
         "username": command.username,

@@ -114,6 +114,43 @@ def test_post_without_request_id_gets_a_fresh_correlation_id(
     assert not any(call[2] for call in store.calls)
 
 
+def test_the_request_id_is_echoed_on_every_response_and_is_the_correlation_id(
+    client: FlaskClient, store: FakeStore
+) -> None:
+    created = client.post("/users", json={"username": "a", "fullName": "A"})
+    made_up = created.headers["X-Request-ID"]
+    assert made_up == store.calls[0][1] and len(made_up) == 36
+    for response in (
+        client.post("/users", json={"username": "b"}, headers={"X-Request-ID": "r-1"}),
+        client.get("/users/nobody", headers={"X-Request-ID": "r-1"}),
+        client.get("/no/such/route", headers={"X-Request-ID": "r-1"}),
+        client.delete("/users", headers={"X-Request-ID": "r-1"}),
+    ):
+        assert response.status_code >= 400
+        assert response.headers["X-Request-ID"] == "r-1"
+
+
+def test_a_long_request_id_is_cut_and_a_blank_one_replaced(
+    client: FlaskClient, store: FakeStore
+) -> None:
+    client.post(
+        "/users", json={"username": "a", "fullName": "A"}, headers={"X-Request-ID": "r" * 500}
+    )
+    client.post("/users", json={"username": "b", "fullName": "B"}, headers={"X-Request-ID": "  "})
+    (_, long_id, long_idempotent), (_, blank_id, blank_idempotent) = store.calls
+    assert (long_id, long_idempotent) == ("r" * 200, True)
+    assert len(blank_id) == 36 and not blank_idempotent
+
+
+def test_an_unexpected_error_logs_its_request_id(
+    client: FlaskClient, users: FakeUsers, caplog: pytest.LogCaptureFixture
+) -> None:
+    users.fail = RuntimeError("boom")
+    response = client.get("/users/a", headers={"X-Request-ID": "trace-me"})
+    assert response.status_code == 500 and response.headers["X-Request-ID"] == "trace-me"
+    assert "trace-me" in caplog.text
+
+
 @pytest.mark.parametrize(
     "body",
     [

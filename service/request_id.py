@@ -1,0 +1,47 @@
+"""`X-Request-ID`: taken from the client or made up, echoed on every response, logged on errors.
+
+On `POST /users` it becomes the event's `correlationId`; a client-supplied one also makes the
+request idempotent (see `service.event_store.event_id`).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Flask, Response, g, request
+
+HEADER = "X-Request-ID"
+# Longer values are cut (they go into every event's metadata).
+MAX_LENGTH = 200
+
+
+def install(app: Flask) -> None:
+    app.before_request(_take)
+    app.after_request(_echo)
+
+
+def current() -> str:
+    """This request's id (the client's, or a fresh UUID)."""
+    if "request_id" not in g:
+        _take()
+    value: str = g.request_id
+    return value
+
+
+def from_client() -> bool:
+    """Whether the client sent the id (a retry of the same request can be recognised)."""
+    current()
+    supplied: bool = g.request_id_supplied
+    return supplied
+
+
+def _take() -> None:
+    supplied = "".join(ch for ch in request.headers.get(HEADER, "") if ch.isprintable())
+    supplied = supplied.strip()[:MAX_LENGTH]
+    g.request_id = supplied or str(uuid.uuid4())
+    g.request_id_supplied = bool(supplied)
+
+
+def _echo(response: Response) -> Response:
+    response.headers[HEADER] = current()
+    return response
