@@ -133,7 +133,9 @@ def _source(args: argparse.Namespace) -> Any:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from worker.replay import ReplayError, ReplayRequest, replay
+    import psycopg
+
+    from worker.replay import ReplayError, ReplayHalted, ReplayRequest, replay
     from worker.sources import SourceUnavailable
 
     settings = load_settings()
@@ -154,9 +156,15 @@ def _replay(args: argparse.Namespace) -> int:
             )
         finally:
             source.close()
+    except ReplayHalted as exc:
+        log.error("replay stopped: %s", exc)
+        return 1
     except (ReplayError, SourceUnavailable) as exc:
         log.error("replay refused: %s", exc)
         return 2
+    except psycopg.Error as exc:
+        log.error("replay failed in the target database: %s", exc)
+        return 1
     sys.stdout.write("replay done\n" + "".join(f"  {line}\n" for line in summary.lines()))
     return 0
 

@@ -35,7 +35,7 @@ from psycopg import sql
 from usersvc.records import StoredEvent
 from worker.migrator import migrate
 from worker.progress import Progress
-from worker.projection import Projection
+from worker.projection import Projection, ProjectionError
 from worker.snapshot import SnapshotError, check_snapshot, restore_rows
 from worker.sources import EventSource, SourceUnavailable
 
@@ -47,6 +47,12 @@ PREFETCH_BATCHES = 4
 
 class ReplayError(RuntimeError):
     """A replay that must not start; nothing was written."""
+
+
+class ReplayHalted(ReplayError):
+    """The replay met an event the projection cannot apply and stopped before it, as the live
+    worker does; the target holds the read model up to the event before it, and its manifest row
+    says where and why."""
 
 
 @dataclass(frozen=True)
@@ -184,14 +190,26 @@ def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
                 restored = restore_rows(conn, request.schema, request.snapshot)
                 if after is not None:
                     projection.advance(conn, after)
+        halted: ProjectionError | None = None
         try:
-            for batch in _batches(source.events(after), until, request.batch_size):
-                with conn.transaction():
-                    result = projection.apply(conn, batch)
+            for read in _batches(source.events(after), until, request.batch_size):
+                batch = read
+                try:
+                    with conn.transaction():
+                        result = projection.apply(conn, batch)
+                except ProjectionError as exc:
+                    halted = exc
+                    batch = [e for e in read if e.commit_position < exc.commit_position]
+                    if not batch:
+                        break
+                    with conn.transaction():
+                        result = projection.apply(conn, batch)
                 first = first if first is not None else batch[0].commit_position
                 applied += result.applied
                 skipped += result.skipped
                 bar.update(len(batch), batch[-1].commit_position)
+                if halted is not None:
+                    break
         except SourceUnavailable as exc:
             raise ReplayError(f"{exc}; the target holds a partial replay") from None
         last = projection.checkpoint(conn)
@@ -206,7 +224,12 @@ def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
             checksum,
             restored,
         )
-        _write_manifest(conn, request, summary)
+        _write_manifest(conn, request, summary, halted)
+    if halted is not None:
+        raise ReplayHalted(
+            f"{halted}; the replay stopped before it, as the live worker does: the target holds"
+            f" the read model up to position {last} (checksum {checksum})"
+        )
     return summary
 
 
@@ -307,7 +330,10 @@ def table_checksum(conn: psycopg.Connection[Any], schema: str) -> str:
 
 
 def _write_manifest(
-    conn: psycopg.Connection[Any], request: ReplayRequest, summary: ReplaySummary
+    conn: psycopg.Connection[Any],
+    request: ReplayRequest,
+    summary: ReplaySummary,
+    halted: ProjectionError | None = None,
 ) -> None:
     conn.execute(
         sql.SQL(
@@ -330,6 +356,8 @@ def _write_manifest(
                     "seconds": round(summary.seconds, 3),
                     "snapshot": request.snapshot.name if request.snapshot else None,
                     "restoredRows": summary.restored_rows,
+                    "haltedAt": halted.commit_position if halted else None,
+                    "haltReason": halted.reason if halted else None,
                 }
             ).decode(),
         ),

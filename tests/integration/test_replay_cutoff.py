@@ -7,17 +7,27 @@ across a cluster's leader changes), and streams of another prefix can be mixed i
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from cli.main import build_parser
 from usersvc.bundle import write_bundle
 from usersvc.events import UserCreated, encode_user_created, stream_name
 from usersvc.records import StoredEvent
-from worker.replay import Cutoff, ReplayError, ReplayRequest, replay, resolve_cutoff
+from worker.replay import (
+    Cutoff,
+    ReplayError,
+    ReplayHalted,
+    ReplayRequest,
+    replay,
+    resolve_cutoff,
+)
 from worker.sources import BundleSource
 
 T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
@@ -169,3 +179,50 @@ def test_a_bundle_of_the_same_prefix_answers_its_extent_from_the_trailer(tmp_pat
     narrower = BundleSource(bundle, stream_name("c"))
     assert narrower.total is None  # not every event is of this prefix: counted as it goes
     assert (narrower.first_position(None), narrower.last_position()) == (300, 300)
+
+
+@pytest.mark.parametrize("batch_size", [1, 10_000])
+def test_a_malformed_event_halts_the_replay_just_before_it_as_the_worker_does(
+    tmp_path: Path, pg_url: str, unique: str, batch_size: int
+) -> None:
+    bad = replace(event(*HISTORY[4]), data=b'{"username": 1}')  # position 400
+    history = [event(*row) for row in HISTORY[:4]] + [bad] + [event(*HISTORY[5])]
+    bundle = tmp_path / "malformed.bundle"
+    write_bundle(bundle, history, {})
+    schema = f"halt_{unique}"
+    request = ReplayRequest(
+        target_url=pg_url, schema=schema, checkpoint_name="w", batch_size=batch_size
+    )
+    with pytest.raises(ReplayHalted, match=r"commit position 400.*up to position 300"):
+        replay(BundleSource(bundle), request)
+    with psycopg.connect(pg_url) as conn:
+        names = conn.execute(
+            sql.SQL("SELECT username FROM {} ORDER BY username").format(
+                sql.Identifier(schema, "user")
+            )
+        ).fetchall()
+        manifest = conn.execute(
+            sql.SQL("SELECT last_position, events_applied, details FROM {}").format(
+                sql.Identifier(schema, "replay_manifest")
+            )
+        ).fetchall()
+    assert [n for (n,) in names] == ["a", "b", "c"]
+    assert len(manifest) == 1
+    last, applied, details = manifest[0]
+    assert (last, applied, details["haltedAt"]) == (300, 3, 400)
+    assert details["haltReason"]
+
+
+def test_the_cli_says_a_halted_replay_stopped_and_exits_1(
+    tmp_path: Path, pg_url: str, unique: str, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    monkeypatch.setenv("USERSVC_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("ESDB_CONNECTION_STRING", "esdb://127.0.0.1:1?tls=false")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    bad = replace(event(*HISTORY[1]), data=b"not json")
+    bundle = tmp_path / "malformed.bundle"
+    write_bundle(bundle, [event(*HISTORY[0]), bad], {})
+    argv = ["replay", "--target-database-url", pg_url, "--schema", f"hcli_{unique}"]
+    args = build_parser().parse_args([*argv, "--from-bundle", str(bundle)])
+    assert args.run(args) == 1
+    assert "replay stopped: cannot project event at commit position 200" in caplog.text
