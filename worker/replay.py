@@ -1,17 +1,11 @@
 """Replay history into a fresh database, up to a chosen moment, with the live worker's projection.
 
-The cutoff rule: a replay is always a PREFIX of `$all` (restricted to the stream prefix), so the
-result is a read model that really existed.
-- `--until-position P` includes the event at P and everything before it.
-- `--until-event-id ID` includes that event and everything before it.
-- `--until TIME` includes every event up to, not including, the first event whose recorded
-  (server) timestamp is later than TIME. Events stamped exactly TIME are included; an event
-  stamped earlier than TIME that comes after that first later one is not (timestamps can go
-  backwards across a cluster's leader changes; `$all` order is the truth).
-- `--from-position P` (and a snapshot's checkpoint) starts strictly after P.
+A replay is a prefix of `$all` up to a cutoff (the rule in full: `worker.cutoff`), applied in
+batches by the live worker's `Projection`, one transaction per batch with the checkpoint in it.
 Everything that can be refused is checked before the target is touched: an unreachable source
 or target, a cutoff before the first event or after the last, an unknown event id, a damaged
-bundle or snapshot, a target that already holds data (unless `--force`).
+bundle or snapshot, a target that already holds data (unless `--force`). An event the projection
+cannot apply halts the replay just before it (`ReplayHalted`), as it halts the live worker.
 """
 
 from __future__ import annotations
@@ -20,33 +14,40 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any
-from uuid import UUID
 
 import orjson
 import psycopg
 from psycopg import sql
 
 from usersvc.records import StoredEvent
+from worker.cutoff import Cutoff, ReplayError, resolve_cutoff, span_of
 from worker.migrator import migrate
 from worker.progress import Progress
 from worker.projection import Projection, ProjectionError
 from worker.snapshot import SnapshotError, check_snapshot, restore_rows
 from worker.sources import EventSource, SourceUnavailable
 
+__all__ = [
+    "Cutoff",
+    "ReplayError",
+    "ReplayHalted",
+    "ReplayRequest",
+    "ReplaySummary",
+    "replay",
+    "resolve_cutoff",
+    "span_of",
+    "table_checksum",
+]
+
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 10_000
 PREFETCH_BATCHES = 4
-
-
-class ReplayError(RuntimeError):
-    """A replay that must not start; nothing was written."""
 
 
 class ReplayHalted(ReplayError):
@@ -56,28 +57,11 @@ class ReplayHalted(ReplayError):
 
 
 @dataclass(frozen=True)
-class Cutoff:
-    kind: str = "none"  # none | time | position | event_id
-    time: datetime | None = None
-    position: int | None = None
-    event_id: UUID | None = None
-
-    def describe(self) -> str:
-        if self.kind == "time":
-            return f"until time {self.time.isoformat() if self.time else ''} (inclusive)"
-        if self.kind == "position":
-            return f"until position {self.position} (inclusive)"
-        if self.kind == "event_id":
-            return f"until event {self.event_id} (inclusive)"
-        return "to the end"
-
-
-@dataclass(frozen=True)
 class ReplayRequest:
     target_url: str
     schema: str
     checkpoint_name: str
-    cutoff: Cutoff = Cutoff()
+    cutoff: Cutoff = field(default_factory=Cutoff)
     from_position: int | None = None
     snapshot: Path | None = None
     force: bool = False
@@ -109,51 +93,6 @@ class ReplaySummary:
             f"duration: {self.seconds:.2f} s ({rate:,.0f} events/s)",
             f"checksum: {self.checksum}",
         ]
-
-
-def resolve_cutoff(
-    source: EventSource, cutoff: Cutoff, after: int | None, *, allow_empty: bool = False
-) -> int | None:
-    """The inclusive last position to replay, or None for everything; refuses what is wrong.
-    `allow_empty` accepts a source with nothing after `after` when there is no cutoff (a
-    snapshot that is already up to date)."""
-    first = source.first_position(after)
-    if first is None and not (allow_empty and cutoff.kind == "none"):
-        raise ReplayError(f"{source.label} has no events after position {after or 0}")
-    if first is None or cutoff.kind == "none":
-        return None
-    if cutoff.kind == "position":
-        assert cutoff.position is not None
-        last = source.last_position()
-        if cutoff.position < first:
-            raise ReplayError(f"position {cutoff.position} is before the first event ({first})")
-        if last is not None and cutoff.position > last:
-            raise ReplayError(f"position {cutoff.position} is after the last event ({last})")
-        return cutoff.position
-    previous: int | None = None
-    latest: datetime | None = None  # the latest timestamp seen, for a TIME past every event
-    for event in source.events(after):
-        if cutoff.kind == "time":
-            assert cutoff.time is not None
-            latest = event.recorded_at if latest is None else max(latest, event.recorded_at)
-            if event.recorded_at > cutoff.time:
-                if previous is None:
-                    raise ReplayError(
-                        f"{cutoff.time.isoformat()} is before the first event "
-                        f"(recorded {event.recorded_at.isoformat()})"
-                    )
-                return previous
-        elif event.event_id == cutoff.event_id:
-            return event.commit_position
-        previous = event.commit_position
-    if cutoff.kind == "time":
-        if latest is not None and latest == cutoff.time:
-            return previous  # TIME is the moment of an event: everything is included
-        raise ReplayError(
-            f"{cutoff.time.isoformat() if cutoff.time else ''} is after the "
-            "last event; replay without --until to take everything"
-        )
-    raise ReplayError(f"no event with id {cutoff.event_id} in {source.label}")
 
 
 def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
@@ -231,15 +170,6 @@ def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
             f" the read model up to position {last} (checksum {checksum})"
         )
     return summary
-
-
-def span_of(source: EventSource, after: int | None, until: int | None) -> tuple[int, int] | None:
-    """The positions the replay covers, for an ETA when the number of events is not known."""
-    if until is None and source.total is not None:
-        return None
-    first = source.first_position(after)
-    last = until if until is not None else source.last_position()
-    return None if first is None or last is None else (first, last)
 
 
 def _batches(
