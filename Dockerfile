@@ -16,7 +16,8 @@ COPY usersvc/ usersvc/
 COPY service/ service/
 COPY worker/ worker/
 COPY esdb_emulator/ esdb_emulator/
-COPY cli/ cli/
+COPY usersvc_cli/ usersvc_cli/
+COPY repro/ repro/
 RUN pip install .
 
 COPY migrations/ migrations/

@@ -25,11 +25,11 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.support import emulator_process, generate, history_bundle, postgres
+from repro.history import BundleSource, EsdbSource, EventSource
+from repro.replay import ReplayRequest, replay
 from usersvc.records import StoredEvent
 from worker.migrator import migrate
 from worker.projection import Projection
-from worker.replay import ReplayRequest, replay
-from worker.sources import BundleSource, EsdbSource, EventSource
 
 WORKER = "usersvc-read-model"
 

@@ -105,7 +105,7 @@ def main() -> int:
                 ["worker"],
             ):
                 processes.append(
-                    subprocess.Popen([sys.executable, "-m", "cli.main", *command], env=env)
+                    subprocess.Popen([sys.executable, "-m", "usersvc_cli.main", *command], env=env)
                 )
             _wait_http(f"{base}/health", processes[1])
             prefix = uuid.uuid4().hex[:8]

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from usersvc.bundle import write_bundle
+from repro.bundle import write_bundle
+from repro.history import EsdbSource, SourceUnavailable
 from usersvc.events import UserCreated, encode_user_created, stream_name
 from usersvc.records import StoredEvent
-from worker.sources import EsdbSource, SourceUnavailable
 
 
 def free_port() -> int:

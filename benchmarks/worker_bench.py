@@ -27,7 +27,7 @@ from esdbclient import EventStoreDBClient
 from benchmarks.support import emulator_process, history_bundle, postgres
 from tests.fixtures.waiting import wait_for_checkpoint
 from usersvc.settings import load_settings
-from worker import source
+from worker import subscription as source
 from worker.migrator import migrate
 from worker.projection import Projection
 from worker.runner import run

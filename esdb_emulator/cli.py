@@ -91,6 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def import_bundle(store: Store, path: Path) -> int:
     # Imported lazily: only this code path needs the bundle reader.
-    bundle = importlib.import_module("usersvc.bundle")
+    bundle = importlib.import_module("repro.bundle")
     events: Iterable[StoredEvent] = bundle.read_bundle(path)
     return store.import_events(events)

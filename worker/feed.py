@@ -19,7 +19,7 @@ from typing import Protocol
 from esdbclient import RecordedEvent
 
 from usersvc.records import StoredEvent
-from worker.source import to_stored
+from worker.subscription import to_stored
 
 log = logging.getLogger(__name__)
 

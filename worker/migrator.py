@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -62,53 +63,59 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
 
 
 def migrate(conninfo: str, schema: str, directory: Path | None = None) -> list[Migration]:
-    """Apply the pending migrations to `schema`; return those applied now."""
-    migrations = load_migrations(directory)
-    applied_now: list[Migration] = []
+    """Apply the pending migrations to `schema`, each in its own transaction; return those
+    applied now."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, schema))
-        try:
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-            conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {}.schema_migrations ("
-                    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,"
-                    " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-                ).format(sql.Identifier(schema))
+        return apply_migrations(conn, schema, load_migrations(directory))
+
+
+def apply_migrations(
+    conn: psycopg.Connection[Any], schema: str, migrations: list[Migration]
+) -> list[Migration]:
+    """Apply the pending `migrations` to `schema` on `conn` under the schema's advisory lock.
+
+    On an autocommit connection each migration commits on its own; inside an open transaction
+    (a replay building its target) they become part of it, so a failed caller leaves nothing.
+    """
+    applied_now: list[Migration] = []
+    conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, schema))
+    try:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            ).format(sql.Identifier(schema))
+        )
+        rows = conn.execute(
+            sql.SQL("SELECT version, checksum FROM {}.schema_migrations").format(
+                sql.Identifier(schema)
             )
-            rows = conn.execute(
-                sql.SQL("SELECT version, checksum FROM {}.schema_migrations").format(
-                    sql.Identifier(schema)
-                )
-            ).fetchall()
-            done: dict[int, str] = dict(rows)
-            for migration in migrations:
-                if migration.version in done:
-                    if done[migration.version] != migration.checksum:
-                        raise MigrationError(
-                            f"migration {migration.version:04d}_{migration.name} was changed "
-                            "after it was applied; add a new migration instead"
-                        )
-                    continue
-                with conn.transaction():
-                    conn.execute(
-                        sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema))
+        ).fetchall()
+        done: dict[int, str] = dict(rows)
+        for migration in migrations:
+            if migration.version in done:
+                if done[migration.version] != migration.checksum:
+                    raise MigrationError(
+                        f"migration {migration.version:04d}_{migration.name} was changed "
+                        "after it was applied; add a new migration instead"
                     )
-                    conn.execute(migration.sql.encode())
-                    conn.execute(
-                        sql.SQL(
-                            "INSERT INTO {}.schema_migrations (version, name, checksum)"
-                            " VALUES (%s, %s, %s)"
-                        ).format(sql.Identifier(schema)),
-                        (migration.version, migration.name, migration.checksum),
-                    )
-                log.info(
-                    "applied migration %04d_%s to schema %s",
-                    migration.version,
-                    migration.name,
-                    schema,
+                continue
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+                conn.execute(migration.sql.encode())
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {}.schema_migrations (version, name, checksum)"
+                        " VALUES (%s, %s, %s)"
+                    ).format(sql.Identifier(schema)),
+                    (migration.version, migration.name, migration.checksum),
                 )
-                applied_now.append(migration)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_NAMESPACE, schema))
+            log.info(
+                "applied migration %04d_%s to schema %s", migration.version, migration.name, schema
+            )
+            applied_now.append(migration)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_NAMESPACE, schema))
     return applied_now

@@ -20,7 +20,7 @@ from esdbclient import EventStoreDBClient
 from esdbclient.exceptions import EventStoreDBClientException
 
 from usersvc.settings import Settings
-from worker import source
+from worker import subscription as source
 from worker.backoff import Backoff
 from worker.feed import Subscription, SubscriptionEnded
 from worker.projection import Projection, ProjectionError

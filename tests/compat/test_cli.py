@@ -62,12 +62,12 @@ def test_a_failing_import_exits_1_without_serving(
         pytest.skip("runs the emulator's own command; a real server is in use")
     from esdb_emulator.cli import main
 
-    bundle = types.ModuleType("usersvc.bundle")
+    bundle = types.ModuleType("repro.bundle")
     bundle.read_bundle = lambda path: [  # type: ignore[attr-defined]
         recorded(5_000, "imported", 0),
         recorded(4_000, "imported", 1),
     ]
-    monkeypatch.setitem(sys.modules, "usersvc.bundle", bundle)
+    monkeypatch.setitem(sys.modules, "repro.bundle", bundle)
     # main() sets up process-wide logging; inside pytest that would replace its handlers.
     monkeypatch.setattr("usersvc.logs.configure_logging", lambda level: None)
     data_dir = tmp_path / "data"

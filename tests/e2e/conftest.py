@@ -61,7 +61,9 @@ class System:
 
 
 def usersvc(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "cli.main", *args], env={**os.environ, **env})
+    return subprocess.Popen(
+        [sys.executable, "-m", "usersvc_cli.main", *args], env={**os.environ, **env}
+    )
 
 
 @pytest.fixture

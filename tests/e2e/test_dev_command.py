@@ -36,7 +36,7 @@ class DevProcess:
             [
                 sys.executable,
                 "-m",
-                "cli.main",
+                "usersvc_cli.main",
                 "dev",
                 "--data-dir",
                 str(data_dir),

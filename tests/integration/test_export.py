@@ -13,12 +13,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from usersvc.bundle import read_bundle, read_manifest, write_bundle
+from repro.bundle import read_bundle, read_manifest, write_bundle
+from repro.export import export, redact
+from repro.history import BundleSource
+from repro.replay import Cutoff, ReplayError
 from usersvc.events import UserCreated, encode_user_created, stream_name
 from usersvc.records import StoredEvent
-from worker.export import export, redact
-from worker.replay import Cutoff, ReplayError
-from worker.sources import BundleSource
 
 START = datetime(2026, 11, 20, 9, tzinfo=UTC)
 COUNT = 10

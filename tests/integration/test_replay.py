@@ -25,16 +25,16 @@ from pydantic import SecretStr
 
 from esdb_emulator import EmbeddedServer
 from esdb_emulator.cli import import_bundle
+from repro.bundle import verify_bundle
+from repro.export import export
+from repro.history import BundleSource, EsdbSource, SourceUnavailable
+from repro.replay import Cutoff, ReplayError, ReplayRequest, replay
+from repro.snapshot import take_snapshot
 from tests.fixtures.waiting import wait_for_checkpoint
-from usersvc.bundle import verify_bundle
 from usersvc.events import STREAM_PREFIX, UserCreated, encode_user_created, stream_name
 from usersvc.settings import Settings
-from worker.export import export
 from worker.migrator import migrate
-from worker.replay import Cutoff, ReplayError, ReplayRequest, replay
 from worker.runner import run
-from worker.snapshot import take_snapshot
-from worker.sources import BundleSource, EsdbSource, SourceUnavailable
 
 WORKER = "usersvc-read-model"
 ROWS = sql.SQL(

@@ -17,11 +17,11 @@ import pytest
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from psycopg import sql
 
-from cli.main import build_parser
 from esdb_emulator import EmbeddedServer
-from usersvc.bundle import read_bundle, read_manifest
+from repro.bundle import read_bundle, read_manifest
+from repro.progress import Progress
 from usersvc.events import UserCreated, encode_user_created, stream_name
-from worker.progress import Progress
+from usersvc_cli.main import build_parser
 
 COUNT = 8
 
@@ -266,7 +266,7 @@ def test_bad_arguments_are_refused_by_the_parser(
 
 
 def test_progress_logs_rate_and_eta_when_not_on_a_terminal(caplog: Any) -> None:
-    caplog.set_level(logging.INFO, logger="worker.progress")
+    caplog.set_level(logging.INFO, logger="repro.progress")
     progress = Progress("replay", span=(100, 1100), terminal=False)
     progress.update(50, 350)  # a quarter of the positions
     progress.log_line()

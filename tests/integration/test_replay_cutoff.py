@@ -16,11 +16,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from cli.main import build_parser
-from usersvc.bundle import write_bundle
-from usersvc.events import UserCreated, encode_user_created, stream_name
-from usersvc.records import StoredEvent
-from worker.replay import (
+from repro.bundle import write_bundle
+from repro.history import BundleSource
+from repro.replay import (
     Cutoff,
     ReplayError,
     ReplayHalted,
@@ -28,7 +26,9 @@ from worker.replay import (
     replay,
     resolve_cutoff,
 )
-from worker.sources import BundleSource
+from usersvc.events import UserCreated, encode_user_created, stream_name
+from usersvc.records import StoredEvent
+from usersvc_cli.main import build_parser
 
 T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)

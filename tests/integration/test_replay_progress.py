@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.progress import Progress
+from repro.progress import Progress
 
 
 def test_a_terminal_gets_a_bar_with_rate_and_an_estimated_total(

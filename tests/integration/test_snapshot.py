@@ -12,12 +12,12 @@ import psycopg
 import pytest
 import zstandard
 
-from usersvc.bundle import write_bundle
+from repro.bundle import write_bundle
+from repro.history import BundleSource
+from repro.replay import Cutoff, ReplayError, ReplayRequest, ReplaySummary, replay
+from repro.snapshot import check_snapshot, schema_version, take_snapshot
 from usersvc.events import UserCreated, encode_user_created, stream_name
 from usersvc.records import StoredEvent
-from worker.replay import Cutoff, ReplayError, ReplayRequest, ReplaySummary, replay
-from worker.snapshot import check_snapshot, schema_version, take_snapshot
-from worker.sources import BundleSource
 
 WORKER = "usersvc-read-model"
 COUNT = 20

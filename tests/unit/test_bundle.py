@@ -11,7 +11,7 @@ import orjson
 import pytest
 import zstandard
 
-from usersvc.bundle import (
+from repro.bundle import (
     MAGIC,
     BundleError,
     BundleWriter,

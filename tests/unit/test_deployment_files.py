@@ -20,7 +20,7 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
-from cli.main import build_parser
+from usersvc_cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 

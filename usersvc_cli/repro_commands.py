@@ -111,7 +111,7 @@ def register(commands: Any) -> None:
 
 
 def _cutoff(args: argparse.Namespace) -> Any:
-    from worker.replay import Cutoff
+    from repro.replay import Cutoff
 
     if args.until is not None:
         return Cutoff("time", time=args.until)
@@ -123,7 +123,7 @@ def _cutoff(args: argparse.Namespace) -> Any:
 
 
 def _source(args: argparse.Namespace) -> Any:
-    from worker.sources import BundleSource, EsdbSource
+    from repro.history import BundleSource, EsdbSource
 
     if getattr(args, "from_bundle", None) is not None:
         return BundleSource(args.from_bundle, args.stream_prefix)
@@ -135,8 +135,8 @@ def _source(args: argparse.Namespace) -> Any:
 def _replay(args: argparse.Namespace) -> int:
     import psycopg
 
-    from worker.replay import ReplayError, ReplayHalted, ReplayRequest, replay
-    from worker.sources import SourceUnavailable
+    from repro.history import SourceUnavailable
+    from repro.replay import ReplayError, ReplayHalted, ReplayRequest, replay
 
     settings = load_settings()
     try:
@@ -170,9 +170,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from worker.export import export
-    from worker.replay import ReplayError
-    from worker.sources import SourceUnavailable
+    from repro.export import export
+    from repro.history import SourceUnavailable
+    from repro.replay import ReplayError
 
     fields = [f.strip() for f in args.redact.split(",") if f.strip()]
     try:
@@ -200,7 +200,7 @@ def _export(args: argparse.Namespace) -> int:
 def _snapshot(args: argparse.Namespace) -> int:
     import psycopg
 
-    from worker.snapshot import take_snapshot
+    from repro.snapshot import take_snapshot
 
     settings = load_settings()
     url = args.database_url or settings.require_database_url()

@@ -19,13 +19,13 @@ from typing import Any
 
 import orjson
 
-from usersvc.bundle import VERSION as BUNDLE_VERSION
-from usersvc.bundle import BundleWriter
+from repro.bundle import VERSION as BUNDLE_VERSION
+from repro.bundle import BundleWriter
+from repro.history import EventSource, SourceUnavailable
+from repro.progress import Progress
+from repro.replay import Cutoff, ReplayError, resolve_cutoff, span_of
 from usersvc.events import stream_name
 from usersvc.records import StoredEvent
-from worker.progress import Progress
-from worker.replay import Cutoff, ReplayError, resolve_cutoff, span_of
-from worker.sources import EventSource, SourceUnavailable
 
 
 def redact(event: StoredEvent, fields: Sequence[str]) -> StoredEvent:

@@ -1,6 +1,6 @@
 """Replay history into a fresh database, up to a chosen moment, with the live worker's projection.
 
-A replay is a prefix of `$all` up to a cutoff (the rule in full: `worker.cutoff`), applied in
+A replay is a prefix of `$all` up to a cutoff (the rule in full: `repro.cutoff`), applied in
 batches by the live worker's `Projection`, one transaction per batch with the checkpoint in it.
 Everything that can be refused is checked before the target is touched: an unreachable source
 or target, a cutoff before the first event or after the last, an unknown event id, a damaged
@@ -24,13 +24,13 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from repro.cutoff import Cutoff, ReplayError, resolve_cutoff, span_of
+from repro.history import EventSource, SourceUnavailable
+from repro.progress import Progress
+from repro.snapshot import SnapshotError, check_snapshot, restore_rows
 from usersvc.records import StoredEvent
-from worker.cutoff import Cutoff, ReplayError, resolve_cutoff, span_of
 from worker.migrator import migrate
-from worker.progress import Progress
 from worker.projection import Projection, ProjectionError
-from worker.snapshot import SnapshotError, check_snapshot, restore_rows
-from worker.sources import EventSource, SourceUnavailable
 
 __all__ = [
     "Cutoff",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from worker.sources import EventSource
+from repro.history import EventSource
 
 
 class ReplayError(RuntimeError):

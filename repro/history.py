@@ -14,11 +14,11 @@ from typing import Protocol
 from esdbclient import EventStoreDBClient
 from esdbclient.exceptions import EventStoreDBClientException
 
-from usersvc.bundle import BundleError, verify_bundle
-from usersvc.bundle import read_bundle as _read_bundle
+from repro.bundle import BundleError, verify_bundle
+from repro.bundle import read_bundle as _read_bundle
 from usersvc.events import STREAM_PREFIX
 from usersvc.records import StoredEvent
-from worker.source import to_stored
+from worker.subscription import to_stored
 
 SOURCE_TIMEOUT = 10.0
 

@@ -39,7 +39,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from cli.dev import DevOptions, run_dev
+    from usersvc_cli.dev import DevOptions, run_dev
 
     return run_dev(
         DevOptions(
@@ -52,7 +52,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli.repro import register as register_repro
+    from usersvc_cli.repro_commands import register as register_repro
 
     parser = argparse.ArgumentParser(prog="usersvc", description="Event-sourced user service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -134,7 +134,7 @@ def _spawn(
     children: list[subprocess.Popen[bytes]], *args: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     child_env = {**os.environ, **(env or {})}
-    child = subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=child_env)
+    child = subprocess.Popen([sys.executable, "-m", "usersvc_cli.main", *args], env=child_env)
     children.append(child)
     return child
 
