@@ -1,4 +1,4 @@
-"""Where a replay or an export stops, and what is refused before anything is written.
+"""Where a replay or an export stops, and which cutoffs are refused.
 
 The cutoff rule: a replay is always a PREFIX of `$all` (restricted to the stream prefix), so the
 result is a read model that really existed.
@@ -9,90 +9,109 @@ result is a read model that really existed.
   stamped earlier than TIME that comes after that first later one is not (timestamps can go
   backwards across a cluster's leader changes; `$all` order is the truth).
 - `--from-position P` (and a snapshot's checkpoint) starts strictly after P.
-Everything that can be refused is checked before the target is touched: an unreachable source
-or target, a cutoff before the first event or after the last, an unknown event id, a damaged
-bundle or snapshot, a target that already holds data (unless `--force`).
+
+The rule is applied while the events stream past (`take`), in the same single pass that applies
+or exports them: a cutoff outside the history (before the first event, after the last, an
+unknown event id) raises `ReplayError` as soon as that is known, at the latest at the end of the
+source, and the caller discards what it wrote (a replay rolls back its one transaction, an export
+removes its partial file).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from repro.history import EventSource
+from usersvc.records import StoredEvent
 
 
 class ReplayError(RuntimeError):
-    """A replay that must not start; nothing was written."""
+    """A replay or export that must not happen; nothing was written."""
 
 
 @dataclass(frozen=True)
-class Cutoff:
-    kind: str = "none"  # none | time | position | event_id
-    time: datetime | None = None
-    position: int | None = None
-    event_id: UUID | None = None
-
+class ToEnd:
     def describe(self) -> str:
-        if self.kind == "time":
-            return f"until time {self.time.isoformat() if self.time else ''} (inclusive)"
-        if self.kind == "position":
-            return f"until position {self.position} (inclusive)"
-        if self.kind == "event_id":
-            return f"until event {self.event_id} (inclusive)"
         return "to the end"
 
 
-def resolve_cutoff(
-    source: EventSource, cutoff: Cutoff, after: int | None, *, allow_empty: bool = False
-) -> int | None:
-    """The inclusive last position to replay, or None for everything; refuses what is wrong.
-    `allow_empty` accepts a source with nothing after `after` when there is no cutoff (a
-    snapshot that is already up to date)."""
-    first = source.first_position(after)
-    if first is None and not (allow_empty and cutoff.kind == "none"):
-        raise ReplayError(f"{source.label} has no events after position {after or 0}")
-    if first is None or cutoff.kind == "none":
-        return None
-    if cutoff.kind == "position":
-        assert cutoff.position is not None
-        last = source.last_position()
-        if cutoff.position < first:
-            raise ReplayError(f"position {cutoff.position} is before the first event ({first})")
-        if last is not None and cutoff.position > last:
-            raise ReplayError(f"position {cutoff.position} is after the last event ({last})")
-        return cutoff.position
-    previous: int | None = None
+@dataclass(frozen=True)
+class UntilPosition:
+    position: int
+
+    def describe(self) -> str:
+        return f"until position {self.position} (inclusive)"
+
+
+@dataclass(frozen=True)
+class UntilTime:
+    time: datetime
+
+    def describe(self) -> str:
+        return f"until time {self.time.isoformat()} (inclusive)"
+
+
+@dataclass(frozen=True)
+class UntilEventId:
+    event_id: UUID
+
+    def describe(self) -> str:
+        return f"until event {self.event_id} (inclusive)"
+
+
+Cutoff = ToEnd | UntilPosition | UntilTime | UntilEventId
+
+
+def take(
+    events: Iterable[StoredEvent],
+    cutoff: Cutoff,
+    *,
+    after: int | None = None,
+    allow_empty: bool = False,
+) -> Iterator[StoredEvent]:
+    """The events of `events` (already strictly after `after`) up to `cutoff`.
+
+    Raises `ReplayError` for a cutoff outside the history, and for a source with no events at
+    all unless `allow_empty` (a snapshot that is already up to date) and there is no cutoff.
+    """
+    previous: StoredEvent | None = None
     latest: datetime | None = None  # the latest timestamp seen, for a TIME past every event
-    for event in source.events(after):
-        if cutoff.kind == "time":
-            assert cutoff.time is not None
-            latest = event.recorded_at if latest is None else max(latest, event.recorded_at)
-            if event.recorded_at > cutoff.time:
+    for event in events:
+        match cutoff:
+            case UntilPosition(position) if event.commit_position > position:
                 if previous is None:
                     raise ReplayError(
-                        f"{cutoff.time.isoformat()} is before the first event "
+                        f"position {position} is before the first event ({event.commit_position})"
+                    )
+                return
+            case UntilTime(time) if event.recorded_at > time:
+                if previous is None:
+                    raise ReplayError(
+                        f"{time.isoformat()} is before the first event "
                         f"(recorded {event.recorded_at.isoformat()})"
                     )
-                return previous
-        elif event.event_id == cutoff.event_id:
-            return event.commit_position
-        previous = event.commit_position
-    if cutoff.kind == "time":
-        if latest is not None and latest == cutoff.time:
-            return previous  # TIME is the moment of an event: everything is included
-        raise ReplayError(
-            f"{cutoff.time.isoformat() if cutoff.time else ''} is after the "
-            "last event; replay without --until to take everything"
-        )
-    raise ReplayError(f"no event with id {cutoff.event_id} in {source.label}")
-
-
-def span_of(source: EventSource, after: int | None, until: int | None) -> tuple[int, int] | None:
-    """The positions the replay covers, for an ETA when the number of events is not known."""
-    if until is None and source.total is not None:
-        return None
-    first = source.first_position(after)
-    last = until if until is not None else source.last_position()
-    return None if first is None or last is None else (first, last)
+                return
+        yield event
+        previous = event
+        latest = event.recorded_at if latest is None else max(latest, event.recorded_at)
+        if isinstance(cutoff, UntilEventId) and event.event_id == cutoff.event_id:
+            return
+    if previous is None:
+        if allow_empty and isinstance(cutoff, ToEnd):
+            return
+        raise ReplayError(f"there are no events after position {after or 0}")
+    match cutoff:
+        case UntilPosition(position) if position > previous.commit_position:
+            raise ReplayError(
+                f"position {position} is after the last event ({previous.commit_position})"
+            )
+        case UntilTime(time) if latest != time:
+            # A TIME equal to the latest stamp is the moment of an event: everything is in.
+            raise ReplayError(
+                f"{time.isoformat()} is after the last event; "
+                "replay without --until to take everything"
+            )
+        case UntilEventId(event_id):
+            raise ReplayError(f"no event with id {event_id} after position {after or 0}")

@@ -21,9 +21,9 @@ import orjson
 
 from repro.bundle import VERSION as BUNDLE_VERSION
 from repro.bundle import BundleWriter
+from repro.cutoff import Cutoff, ReplayError, ToEnd, take
 from repro.history import EventSource, SourceUnavailable
 from repro.progress import Progress
-from repro.replay import Cutoff, ReplayError, resolve_cutoff, span_of
 from usersvc.events import stream_name
 from usersvc.records import StoredEvent
 
@@ -57,11 +57,9 @@ def export(
     from_position: int | None = None,
     redact_fields: Sequence[str] = (),
 ) -> dict[str, Any]:
-    try:
-        cutoff = cutoff or Cutoff()
-        until = resolve_cutoff(source, cutoff, from_position)
-    except SourceUnavailable as exc:
-        raise ReplayError(str(exc)) from None
+    """Write the events after `from_position` up to `cutoff` to `output`; return the manifest
+    and trailer. A refused cutoff or a failing source leaves no file."""
+    cutoff = cutoff or ToEnd()
     manifest = {
         "format": "usersvc-bundle",
         "formatVersion": BUNDLE_VERSION,
@@ -69,22 +67,18 @@ def export(
         "streamPrefix": source.prefix,
         "fromPosition": from_position,
         "until": cutoff.describe(),
-        "untilPosition": until,
         "redacted": list(redact_fields),
         "createdAt": datetime.now(UTC).isoformat(),
         "codeVersion": version("usersvc"),
     }
     partial = output.with_name(output.name + ".partial")
     try:
-        total = None if until is not None else source.total
-        span = span_of(source, from_position, until)
+        span = source.span(from_position)
         with (
             BundleWriter(partial, manifest) as writer,
-            Progress("export", total, span=span) as bar,
+            Progress("export", span=span) as bar,
         ):
-            for event in source.events(from_position):
-                if until is not None and event.commit_position > until:
-                    break
+            for event in take(source.events(from_position), cutoff, after=from_position):
                 writer.write(redact(event, redact_fields))
                 bar.update(1, event.commit_position)
             trailer = writer.trailer()

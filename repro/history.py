@@ -1,7 +1,9 @@
 """Where a replay or an export reads history from: EventStoreDB over gRPC, or a bundle file.
 
 Both yield `StoredEvent`s of the chosen stream prefix in `$all` order, strictly after a given
-position, and both fail with `SourceUnavailable` naming the source when it cannot be read.
+position, and both fail with `SourceUnavailable` naming the source when it cannot be read. A
+bundle is checked while it is read: a damaged or truncated one fails at the point the damage is
+found, at the latest at its trailer, so a reader that discards its work on failure writes nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from typing import Protocol
 from esdbclient import EventStoreDBClient
 from esdbclient.exceptions import EventStoreDBClientException
 
-from repro.bundle import BundleError, verify_bundle
-from repro.bundle import read_bundle as _read_bundle
+from repro.bundle import BundleError, read_bundle, read_manifest, verify_bundle
 from usersvc.events import STREAM_PREFIX
 from usersvc.records import StoredEvent
 from worker.subscription import to_stored
@@ -30,17 +31,23 @@ class SourceUnavailable(RuntimeError):
 class EventSource(Protocol):
     label: str
     prefix: str  # of the stream names taken
-    total: int | None  # events in the source, when known cheaply (for the ETA)
 
     def events(self, after: int | None) -> Iterator[StoredEvent]: ...
-    def first_position(self, after: int | None) -> int | None: ...
-    def last_position(self) -> int | None: ...
+    def span(self, after: int | None) -> tuple[int, int] | None:
+        """The first and last positions after `after`, when known cheaply (for an ETA)."""
+        ...
+
+    def check_integrity(self) -> None:
+        """Raise `SourceUnavailable` if the source is damaged anywhere (for a reader that stops
+        early and so never reaches the check made at the end)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class EsdbSource:
     def __init__(self, url: str, prefix: str = STREAM_PREFIX) -> None:
         self.label = _without_credentials(url)
-        self.total: int | None = None
         self.prefix = prefix
         self._include = [re.escape(prefix) + ".*"]
         try:
@@ -60,19 +67,19 @@ class EsdbSource:
         except EventStoreDBClientException as exc:
             raise SourceUnavailable(f"reading EventStoreDB at {self.label} failed: {exc}") from None
 
-    def first_position(self, after: int | None) -> int | None:
-        for event in self.events(after):
-            return event.commit_position
-        return None
-
-    def last_position(self) -> int | None:
+    def span(self, after: int | None) -> tuple[int, int] | None:
+        first = next((e.commit_position for e in self.events(after)), None)
         try:
             events = self.client.read_all(
                 backwards=True, limit=1, filter_include=self._include, filter_by_stream_name=True
             )
-            return next((e.commit_position for e in events), None)
+            last = next((e.commit_position for e in events), None)
         except EventStoreDBClientException as exc:
             raise SourceUnavailable(f"reading EventStoreDB at {self.label} failed: {exc}") from None
+        return None if first is None or last is None else (first, last)
+
+    def check_integrity(self) -> None:
+        pass  # the server's own concern
 
     def close(self) -> None:
         self.client.close()
@@ -84,32 +91,29 @@ class BundleSource:
         self.path = path
         self.prefix = prefix
         try:
-            self.manifest = verify_bundle(path)
+            self.manifest = read_manifest(path)
         except BundleError as exc:
             raise SourceUnavailable(str(exc)) from None
-        # Every event matches when the bundle was exported with this prefix or a narrower one;
-        # then the count and the last position are known without reading the events.
-        exported = self.manifest.get("streamPrefix")
-        self._all_match = isinstance(exported, str) and exported.startswith(prefix)
-        self.total: int | None = int(self.manifest["count"]) if self._all_match else None
 
     def events(self, after: int | None) -> Iterator[StoredEvent]:
-        for event in _read_bundle(self.path, verify=False):
-            if (after is None or event.commit_position > after) and event.stream.startswith(
-                self.prefix
-            ):
-                yield event
+        prefix = self.prefix
+        try:
+            for event in read_bundle(self.path, verify=False):
+                if (after is None or event.commit_position > after) and event.stream.startswith(
+                    prefix
+                ):
+                    yield event
+        except BundleError as exc:
+            raise SourceUnavailable(str(exc)) from None
 
-    def first_position(self, after: int | None) -> int | None:
-        return next((e.commit_position for e in self.events(after)), None)
+    def span(self, after: int | None) -> tuple[int, int] | None:
+        return None  # the last position is in the trailer, known only once everything is read
 
-    def last_position(self) -> int | None:
-        if self._all_match:
-            return self.manifest["lastPosition"]  # type: ignore[no-any-return]
-        last = None
-        for event in self.events(None):
-            last = event.commit_position
-        return last
+    def check_integrity(self) -> None:
+        try:
+            verify_bundle(self.path)
+        except BundleError as exc:
+            raise SourceUnavailable(str(exc)) from None
 
     def close(self) -> None:
         pass

@@ -1,50 +1,35 @@
-"""Replay history into a fresh database, up to a chosen moment, with the live worker's projection.
+"""Replay history into a fresh database, up to a chosen moment, with the live worker's pipeline.
 
-A replay is a prefix of `$all` up to a cutoff (the rule in full: `repro.cutoff`), applied in
-batches by the live worker's `Projection`, one transaction per batch with the checkpoint in it.
-Everything that can be refused is checked before the target is touched: an unreachable source
-or target, a cutoff before the first event or after the last, an unknown event id, a damaged
-bundle or snapshot, a target that already holds data (unless `--force`). An event the projection
-cannot apply halts the replay just before it (`ReplayHalted`), as it halts the live worker.
+A replay is a prefix of `$all` up to a cutoff (the rule in full: `repro.cutoff`), read by the
+worker's `Reader` and committed batch by batch by the worker's `project` with the same
+`Projection`, so it halts where the live worker halts. The whole replay (migrations, snapshot rows,
+every batch, the manifest row) is ONE transaction of the target: a refused cutoff, a damaged bundle
+(checked while it is applied, no separate pass), a source that fails midway or an interrupt leave
+nothing behind. An event the projection cannot apply halts the replay just before it
+(`ReplayHalted`): what came before it is committed with a manifest row that says where and why.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import threading
-from collections.abc import Iterator
+import math
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from queue import Empty, Queue
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg import sql
 
-from repro.cutoff import Cutoff, ReplayError, resolve_cutoff, span_of
+from repro.cutoff import Cutoff, ReplayError, ToEnd, take
 from repro.history import EventSource, SourceUnavailable
 from repro.progress import Progress
 from repro.snapshot import SnapshotError, check_snapshot, restore_rows
-from usersvc.records import StoredEvent
-from worker.migrator import migrate
+from usersvc.readmodel import CHECKPOINT_TABLE, MANIFEST_TABLE, USER_TABLE, ReadModel
+from worker.migrator import apply_migrations, load_migrations
+from worker.pipeline import Committed, project
 from worker.projection import Projection, ProjectionError
-
-__all__ = [
-    "Cutoff",
-    "ReplayError",
-    "ReplayHalted",
-    "ReplayRequest",
-    "ReplaySummary",
-    "replay",
-    "resolve_cutoff",
-    "span_of",
-    "table_checksum",
-]
-
-log = logging.getLogger(__name__)
+from worker.reader import Reader, SourceFailed
 
 BATCH_SIZE = 10_000
 PREFETCH_BATCHES = 4
@@ -61,7 +46,7 @@ class ReplayRequest:
     target_url: str
     schema: str
     checkpoint_name: str
-    cutoff: Cutoff = field(default_factory=Cutoff)
+    cutoff: Cutoff = field(default_factory=ToEnd)
     from_position: int | None = None
     snapshot: Path | None = None
     force: bool = False
@@ -96,7 +81,7 @@ class ReplaySummary:
 
 
 def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
-    """Check everything, then migrate the target and replay into it."""
+    """Check what can be checked up front, then build the target in one transaction."""
     after = request.from_position
     if request.snapshot is not None:
         if request.from_position is not None:
@@ -106,109 +91,107 @@ def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
         except SnapshotError as exc:
             raise ReplayError(str(exc)) from None
     try:
-        until = resolve_cutoff(
-            source, request.cutoff, after, allow_empty=request.snapshot is not None
-        )
-        span = span_of(source, after, until)
+        span = source.span(after)
     except SourceUnavailable as exc:
         raise ReplayError(str(exc)) from None
     _check_target(request)
-    migrate(request.target_url, request.schema)
-    projection = Projection(request.schema, request.checkpoint_name)
-    applied = skipped = restored = 0
-    first: int | None = None
-    total = None if until is not None else source.total
     with (
-        psycopg.connect(request.target_url) as conn,
-        Progress("replay", total, span=span) as bar,
+        psycopg.connect(request.target_url, autocommit=True) as conn,
+        Progress("replay", span=span) as bar,
     ):
-        if request.force:
-            _empty(conn, request.schema)
-        if request.snapshot is not None:
-            with conn.transaction():
-                restored = restore_rows(conn, request.schema, request.snapshot)
-                if after is not None:
-                    projection.advance(conn, after)
-        halted: ProjectionError | None = None
         try:
-            for read in _batches(source.events(after), until, request.batch_size):
-                batch = read
-                try:
-                    with conn.transaction():
-                        result = projection.apply(conn, batch)
-                except ProjectionError as exc:
-                    halted = exc
-                    batch = [e for e in read if e.commit_position < exc.commit_position]
-                    if not batch:
-                        break
-                    with conn.transaction():
-                        result = projection.apply(conn, batch)
-                first = first if first is not None else batch[0].commit_position
-                applied += result.applied
-                skipped += result.skipped
-                bar.update(len(batch), batch[-1].commit_position)
-                if halted is not None:
-                    break
-        except SourceUnavailable as exc:
-            raise ReplayError(f"{exc}; the target holds a partial replay") from None
-        last = projection.checkpoint(conn)
-        checksum = table_checksum(conn, request.schema)
-        summary = ReplaySummary(
-            source.label,
-            first,
-            last,
-            applied,
-            skipped,
-            bar.elapsed,
-            checksum,
-            restored,
-        )
-        _write_manifest(conn, request, summary, halted)
+            with conn.transaction():
+                summary, halted = _build(conn, source, request, after, bar)
+        except SourceFailed as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ReplayError):
+                raise cause from None
+            raise ReplayError(f"{cause or exc}; nothing was written") from None
     if halted is not None:
         raise ReplayHalted(
             f"{halted}; the replay stopped before it, as the live worker does: the target holds"
-            f" the read model up to position {last} (checksum {checksum})"
+            f" the read model up to position {summary.last_position} (checksum {summary.checksum})"
         )
     return summary
 
 
-def _batches(
-    events: Iterator[StoredEvent], until: int | None, size: int
-) -> Iterator[list[StoredEvent]]:
-    """Batches of the source's events up to `until`, read ahead by a thread so that reading
-    (gRPC or decompression) overlaps with PostgreSQL writing the previous batch."""
-    queue: Queue[list[StoredEvent] | BaseException | None] = Queue(maxsize=PREFETCH_BATCHES)
-    stop = threading.Event()
-
-    def read() -> None:
-        batch: list[StoredEvent] = []
-        try:
-            for event in events:
-                if stop.is_set() or (until is not None and event.commit_position > until):
-                    break
-                batch.append(event)
-                if len(batch) >= size:
-                    queue.put(batch)
-                    batch = []
-            if batch:
-                queue.put(batch)
-            queue.put(None)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            queue.put(exc)
-
-    reader = threading.Thread(target=read, name="replay-reader", daemon=True)
-    reader.start()
+def _build(
+    conn: psycopg.Connection[Any],
+    source: EventSource,
+    request: ReplayRequest,
+    after: int | None,
+    bar: Progress,
+) -> tuple[ReplaySummary, ProjectionError | None]:
+    apply_migrations(conn, request.schema, load_migrations())
+    if request.force:
+        _empty(conn, request.schema)
+    projection = Projection(request.schema, request.checkpoint_name)
+    restored = 0
+    if request.snapshot is not None:
+        restored = restore_rows(conn, request.schema, request.snapshot)
+        if after is not None:
+            projection.advance(conn, after)
+    tally = _Tally(bar)
+    events = take(
+        source.events(after), request.cutoff, after=after, allow_empty=request.snapshot is not None
+    )
+    reader = Reader(
+        events,
+        capacity=request.batch_size * PREFETCH_BATCHES,
+        endless=False,
+        name="replay-reader",
+    )
+    halted: ProjectionError | None = None
     try:
-        while (item := queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        project(
+            conn,
+            reader,
+            projection,
+            batch_size=request.batch_size,
+            batch_wait=math.inf,
+            on_commit=tally.add,
+        )
+    except ProjectionError as exc:
+        halted = exc
     finally:
-        stop.set()
-        while reader.is_alive():  # unblock a reader waiting on a full queue
-            with contextlib.suppress(Empty):
-                queue.get_nowait()
-            reader.join(0.05)
+        reader.close()
+    if halted is not None:
+        try:
+            # The rest was not read, so a damaged bundle would go unnoticed: check it first.
+            source.check_integrity()
+        except SourceUnavailable as exc:
+            raise ReplayError(f"{exc}; nothing was written") from None
+    last = projection.checkpoint(conn)
+    checksum = table_checksum(conn, request.schema)
+    summary = ReplaySummary(
+        source.label,
+        tally.first,
+        last,
+        tally.applied,
+        tally.skipped,
+        bar.elapsed,
+        checksum,
+        restored,
+    )
+    _write_manifest(conn, request, summary, halted)
+    return summary, halted
+
+
+class _Tally:
+    """Counts what the pipeline committed and moves the progress bar."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.first: int | None = None
+        self.applied = 0
+        self.skipped = 0
+
+    def add(self, committed: Committed) -> None:
+        if self.first is None:
+            self.first = committed.first_position
+        self.applied += committed.applied
+        self.skipped += committed.skipped
+        self.bar.update(committed.applied + committed.skipped, committed.position)
 
 
 def _check_target(request: ReplayRequest) -> None:
@@ -216,8 +199,8 @@ def _check_target(request: ReplayRequest) -> None:
         with psycopg.connect(request.target_url, connect_timeout=10) as conn:
             tables = conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
-                " AND table_name IN ('user', 'checkpoint', 'replay_manifest')",
-                (request.schema,),
+                " AND table_name = ANY(%s)",
+                (request.schema, [USER_TABLE, CHECKPOINT_TABLE, MANIFEST_TABLE]),
             ).fetchall()
             for (table,) in tables:
                 row = conn.execute(
@@ -235,12 +218,8 @@ def _check_target(request: ReplayRequest) -> None:
 
 
 def _empty(conn: psycopg.Connection[Any], schema: str) -> None:
-    with conn.transaction():
-        conn.execute(
-            sql.SQL("TRUNCATE {}, {} RESTART IDENTITY").format(
-                sql.Identifier(schema, "user"), sql.Identifier(schema, "checkpoint")
-            )
-        )
+    model = ReadModel(schema)
+    conn.execute(sql.SQL("TRUNCATE {}, {} RESTART IDENTITY").format(model.users, model.checkpoints))
 
 
 def table_checksum(conn: psycopg.Connection[Any], schema: str) -> str:
@@ -253,7 +232,7 @@ def table_checksum(conn: psycopg.Connection[Any], schema: str) -> str:
         ' to_char("createdAt" AT TIME ZONE \'UTC\', \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\'),'
         ' "fullName", "eventId", "commitPosition")::text, \'UTF8\')),'
         " ''::bytea ORDER BY username COLLATE \"C\"), ''::bytea)), 'hex') FROM {}"
-    ).format(sql.Identifier(schema, "user"))
+    ).format(ReadModel(schema).users)
     row = conn.execute(query).fetchone()
     assert row is not None
     return "sha256:" + str(row[0])
@@ -270,7 +249,7 @@ def _write_manifest(
             "INSERT INTO {} (source, from_position, until_spec, first_position, last_position,"
             " events_applied, events_skipped, code_version, checksum, details)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        ).format(sql.Identifier(request.schema, "replay_manifest")),
+        ).format(ReadModel(request.schema).manifest),
         (
             summary.source,
             request.from_position,
@@ -292,4 +271,3 @@ def _write_manifest(
             ).decode(),
         ),
     )
-    conn.commit()

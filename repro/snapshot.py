@@ -20,10 +20,10 @@ import psycopg
 import zstandard
 from psycopg import sql
 
+from usersvc.readmodel import ReadModel
 from worker.migrator import load_migrations
 
 FORMAT = "usersvc-snapshot"
-COLUMNS = ("username", "createdAt", "fullName", "eventId", "commitPosition")
 
 
 class SnapshotError(ValueError):
@@ -36,22 +36,16 @@ def schema_version() -> int:
 
 def take_snapshot(conninfo: str, schema: str, checkpoint_name: str, output: Path) -> dict[str, Any]:
     """Write the read model of `schema` to `output`; return the header."""
+    model = ReadModel(schema)
     with psycopg.connect(conninfo) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         with conn.transaction():
             version = conn.execute(
-                sql.SQL("SELECT max(version) FROM {}").format(
-                    sql.Identifier(schema, "schema_migrations")
-                )
+                sql.SQL("SELECT max(version) FROM {}").format(model.migrations)
             ).fetchone()
-            row = conn.execute(
-                sql.SQL("SELECT commit_position FROM {} WHERE name = %s").format(
-                    sql.Identifier(schema, "checkpoint")
-                ),
-                (checkpoint_name,),
-            ).fetchone()
+            row = conn.execute(model.select_checkpoint, (checkpoint_name,)).fetchone()
             count_row = conn.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, "user"))
+                sql.SQL("SELECT count(*) FROM {}").format(model.users)
             ).fetchone()
             header = {
                 "format": FORMAT,
@@ -74,13 +68,11 @@ def take_snapshot(conninfo: str, schema: str, checkpoint_name: str, output: Path
 def _write_rows(
     conn: psycopg.Connection[Any], schema: str, header: dict[str, Any], path: Path
 ) -> None:
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+    model = ReadModel(schema)
     digest = hashlib.sha256()
     with open(path, "wb") as raw, zstandard.ZstdCompressor().stream_writer(raw) as out:
         out.write(orjson.dumps(header) + b"\n")
-        query = sql.SQL("SELECT {} FROM {} ORDER BY id").format(
-            columns, sql.Identifier(schema, "user")
-        )
+        query = sql.SQL("SELECT {} FROM {} ORDER BY id").format(model.user_columns, model.users)
         with conn.cursor(name="snapshot") as cursor:
             cursor.itersize = 10_000
             for username, created, full_name, event_id, position in cursor.execute(query):
@@ -155,8 +147,8 @@ def check_snapshot(path: Path) -> dict[str, Any]:
 def restore_rows(conn: psycopg.Connection[Any], schema: str, path: Path) -> int:
     """Copy the rows of a checked snapshot into `schema` (in the caller's transaction), in their
     original order; return how many."""
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
-    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(schema, "user"), columns)
+    model = ReadModel(schema)
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(model.users, model.user_columns)
     count = 0
     with conn.cursor() as cursor, cursor.copy(copy) as writer:
         for item in _scan(path):

@@ -11,6 +11,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from service.errors import DatabaseUnavailable
+from usersvc.readmodel import ReadModel
 
 POOL_TIMEOUT = 2.0
 
@@ -32,12 +33,9 @@ class Checkpoint:
 class UserRepository:
     def __init__(self, pool: ConnectionPool[Any], schema: str) -> None:
         self.pool = pool
-        self._get = sql.SQL(
-            'SELECT id, username, "createdAt", "fullName" FROM {} WHERE username = %s'
-        ).format(sql.Identifier(schema, "user"))
-        self._checkpoint = sql.SQL(
-            "SELECT commit_position, updated_at FROM {} WHERE name = %s"
-        ).format(sql.Identifier(schema, "checkpoint"))
+        model = ReadModel(schema)
+        self._get = model.select_user
+        self._checkpoint = model.select_checkpoint
 
     def get(self, username: str) -> User | None:
         row = self._fetch_one(self._get, username)

@@ -111,15 +111,15 @@ def register(commands: Any) -> None:
 
 
 def _cutoff(args: argparse.Namespace) -> Any:
-    from repro.replay import Cutoff
+    from repro.cutoff import ToEnd, UntilEventId, UntilPosition, UntilTime
 
     if args.until is not None:
-        return Cutoff("time", time=args.until)
+        return UntilTime(args.until)
     if args.until_position is not None:
-        return Cutoff("position", position=args.until_position)
+        return UntilPosition(args.until_position)
     if args.until_event_id is not None:
-        return Cutoff("event_id", event_id=args.until_event_id)
-    return Cutoff()
+        return UntilEventId(args.until_event_id)
+    return ToEnd()
 
 
 def _source(args: argparse.Namespace) -> Any:
@@ -135,8 +135,9 @@ def _source(args: argparse.Namespace) -> Any:
 def _replay(args: argparse.Namespace) -> int:
     import psycopg
 
+    from repro.cutoff import ReplayError
     from repro.history import SourceUnavailable
-    from repro.replay import ReplayError, ReplayHalted, ReplayRequest, replay
+    from repro.replay import ReplayHalted, ReplayRequest, replay
 
     settings = load_settings()
     try:
@@ -170,9 +171,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from repro.cutoff import ReplayError
     from repro.export import export
     from repro.history import SourceUnavailable
-    from repro.replay import ReplayError
 
     fields = [f.strip() for f in args.redact.split(",") if f.strip()]
     try:

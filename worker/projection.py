@@ -27,12 +27,8 @@ import psycopg
 from psycopg import pq, sql
 
 from usersvc.events import USER_CREATED, MalformedEvent, decode_user_created, username_from_stream
+from usersvc.readmodel import NOTIFY_CHANNEL, ReadModel, notify_payload
 from usersvc.records import StoredEvent
-
-# Channel of the notification sent by every transaction that moves a checkpoint. The payload is
-# `<schema>:<checkpoint name>:<commit position>`.
-NOTIFY_CHANNEL = "usersvc_checkpoint"
-
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -56,10 +52,6 @@ class BatchResult:
     applied: int
     skipped: int
     last_position: int | None
-
-
-def notify_payload(schema: str, checkpoint_name: str, position: int) -> str:
-    return f"{schema}:{checkpoint_name}:{position}"
 
 
 @dataclass(slots=True)
@@ -102,27 +94,16 @@ class Projection:
     def __init__(self, schema: str, checkpoint_name: str) -> None:
         self.schema = schema
         self.checkpoint_name = checkpoint_name
-        table = sql.Identifier(schema, "user")
-        checkpoint = sql.Identifier(schema, "checkpoint")
+        self.model = ReadModel(schema)
         # unnest() of several arrays keeps them aligned; ORDER BY keeps ids in $all order and makes
         # the first of two events for one username the one that wins.
         self._insert = sql.SQL(
-            'INSERT INTO {table} (username, "createdAt", "fullName", "eventId", "commitPosition")'
+            "INSERT INTO {table} ({columns})"
             " SELECT u, 'epoch'::timestamptz + c * interval '1 microsecond', f, e, p"
             " FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::uuid[], %s::bigint[])"
             " AS t(u, c, f, e, p) ORDER BY p"
             " ON CONFLICT (username) DO NOTHING"
-        ).format(table=table)
-        self._move = sql.SQL(
-            "INSERT INTO {checkpoint} AS c (name, commit_position, updated_at)"
-            " VALUES (%s, %s, now())"
-            " ON CONFLICT (name) DO UPDATE SET"
-            " commit_position = GREATEST(c.commit_position, EXCLUDED.commit_position),"
-            " updated_at = now()"
-        ).format(checkpoint=checkpoint)
-        self._read = sql.SQL("SELECT commit_position FROM {checkpoint} WHERE name = %s").format(
-            checkpoint=checkpoint
-        )
+        ).format(table=self.model.users, columns=self.model.user_columns)
 
     def apply(self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent]) -> BatchResult:
         """Apply `events` (in `$all` order) and move the checkpoint to the last one's position.
@@ -159,11 +140,11 @@ class Projection:
 
     def checkpoint(self, conn: psycopg.Connection[Any]) -> int | None:
         """The stored commit position of the last event applied, or None before the first."""
-        row = conn.execute(self._read, (self.checkpoint_name,)).fetchone()
+        row = conn.execute(self.model.select_checkpoint, (self.checkpoint_name,)).fetchone()
         return None if row is None else int(row[0])
 
     def _send_checkpoint(self, cur: psycopg.Cursor[Any], position: int) -> None:
-        cur.execute(self._move, (self.checkpoint_name, position))
+        cur.execute(self.model.move_checkpoint, (self.checkpoint_name, position))
         cur.execute(
             "SELECT pg_notify(%s, %s)",
             (NOTIFY_CHANNEL, notify_payload(self.schema, self.checkpoint_name, position)),

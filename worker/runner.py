@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -20,11 +21,11 @@ from esdbclient import EventStoreDBClient
 from esdbclient.exceptions import EventStoreDBClientException
 
 from usersvc.settings import Settings
-from worker import subscription as source
+from worker import subscription
 from worker.backoff import Backoff
-from worker.feed import Subscription, SubscriptionEnded
+from worker.pipeline import Committed, project
 from worker.projection import Projection, ProjectionError
-from worker.projector import Projector
+from worker.reader import SourceFailed
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,9 @@ STANDBY_POLL = 1.0
 # Mixed with the schema and worker name into the advisory lock key ("uswk").
 _LOCK_NAMESPACE = 0x7573776B
 _PG_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
-_ESDB_ERRORS = (EventStoreDBClientException, SubscriptionEnded)
+_ESDB_ERRORS = (EventStoreDBClientException, SourceFailed)
+# Seconds between the progress lines of a projecting worker.
+PROGRESS_EVERY = 10.0
 
 
 def application_name(settings: Settings) -> str:
@@ -57,12 +60,8 @@ class _Worker:
         self.settings = settings
         self.stop = stop
         self.backoff = Backoff(settings.worker_backoff_initial, settings.worker_backoff_max)
-        self.projector = Projector(
-            Projection(settings.database_schema, settings.worker_name),
-            batch_size=settings.worker_batch_size,
-            batch_wait=settings.worker_batch_wait,
-            on_progress=self.backoff.reset,
-        )
+        self.projection = Projection(settings.database_schema, settings.worker_name)
+        self.progress = _ProgressLog()
         self.conn: psycopg.Connection[Any] | None = None
         self.client: EventStoreDBClient | None = None
         self.standing_by = False
@@ -80,7 +79,7 @@ class _Worker:
                     conn = self._connection(database_url)
                     if not self._lead(conn):
                         continue
-                    self.projector.run(conn, self._subscribe, self.stop)
+                    self._project(conn)
                 except ProjectionError as exc:
                     log.critical("stopping: %s", exc)
                     return 1
@@ -138,19 +137,38 @@ class _Worker:
             log.info("connected to PostgreSQL")
         return self.conn
 
-    def _subscribe(self, position: int | None) -> Subscription:
+    def _project(self, conn: psycopg.Connection[Any]) -> None:
+        """One session: subscribe after the stored checkpoint and project until `stop` is set."""
+        position = self.projection.checkpoint(conn)
+        log.info(
+            "subscribing to $all from %s",
+            "the start" if position is None else f"after commit position {position}",
+        )
         if self.client is None:
             self.client = EventStoreDBClient(self.settings.esdb_connection_string)
             log.debug("created the EventStoreDB client")
-        subscription: Subscription = self.client.subscribe_to_all(
-            commit_position=position,
-            include_checkpoints=True,
-            include_caught_up=True,
-            window_size=source.WINDOW_SIZE,
-            checkpoint_interval_multiplier=source.CHECKPOINT_INTERVAL_MULTIPLIER,
-            **source.subscription_filter(),
-        )
-        return subscription
+        batch_size = self.settings.worker_batch_size
+        reader = subscription.subscribe(self.client, position, capacity=batch_size * 4)
+        try:
+            position = project(
+                conn,
+                reader,
+                self.projection,
+                batch_size=batch_size,
+                batch_wait=self.settings.worker_batch_wait,
+                stop=self.stop,
+                on_commit=self._committed,
+            )
+        finally:
+            reader.close()
+        log.info("stopped at commit position %s", position)
+
+    def _committed(self, committed: Committed) -> None:
+        if committed.events or committed.position != self.progress.position:
+            self.backoff.reset()
+        if committed.caught_up:
+            log.info("caught up at commit position %s", committed.position)
+        self.progress.add(committed)
 
     def _close_connection(self) -> None:
         if self.conn is not None:
@@ -167,6 +185,30 @@ class _Worker:
             except Exception:
                 log.debug("closing the EventStoreDB client failed", exc_info=True)
             self.client = None
+
+
+class _ProgressLog:
+    """Counts what the worker projected and logs it every PROGRESS_EVERY seconds."""
+
+    def __init__(self) -> None:
+        self.applied = 0
+        self.skipped = 0
+        self.position: int | None = None
+        self._last_line = time.monotonic()
+
+    def add(self, committed: Committed) -> None:
+        self.applied += committed.applied
+        self.skipped += committed.skipped
+        self.position = committed.position
+        now = time.monotonic()
+        if now - self._last_line >= PROGRESS_EVERY:
+            self._last_line = now
+            log.info(
+                "projected %d events (%d skipped), checkpoint %s",
+                self.applied,
+                self.skipped,
+                self.position,
+            )
 
 
 def _describe(exc: BaseException) -> str:

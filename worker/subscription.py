@@ -1,5 +1,6 @@
 """The EventStoreDB side of the worker: what it subscribes to, and the translation of esdbclient's
-`RecordedEvent` into the client-independent `StoredEvent` that the projection reads.
+`RecordedEvent` into the client-independent items the reader hands to the pipeline
+(`StoredEvent`, `ServerCheckpoint`, `CaughtUp`).
 
 The subscription filter is applied by the server: only streams named `user-<...>` (esdbclient
 anchors the pattern as `^(user-.*)$`), so system streams (`$...`, including `$$user-...` metadata
@@ -9,12 +10,17 @@ server's checkpoints.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from esdbclient import RecordedEvent
+from esdbclient import EventStoreDBClient, RecordedEvent
 
 from usersvc.events import STREAM_PREFIX
 from usersvc.records import StoredEvent
+from worker.reader import CaughtUp, Item, Reader, ServerCheckpoint
+
+log = logging.getLogger(__name__)
 
 # Keyword arguments for `EventStoreDBClient.subscribe_to_all` / `read_all`.
 FILTER_INCLUDE: tuple[str, ...] = (STREAM_PREFIX + ".*",)
@@ -23,6 +29,9 @@ FILTER_BY_STREAM_NAME = True
 # matching or not; the worker stores it so a restart skips what was already scanned.
 WINDOW_SIZE = 500
 CHECKPOINT_INTERVAL_MULTIPLIER = 10
+# A server checkpoint beyond this cannot be a real position (the real server sends 2**64-1 when it
+# has scanned nothing) and would not fit the BIGINT column.
+_MAX_POSITION = 2**63 - 1
 
 
 class SourceError(RuntimeError):
@@ -63,4 +72,38 @@ def to_stored(recorded: RecordedEvent) -> StoredEvent:
         metadata=recorded.metadata,
         content_type=recorded.content_type,
         recorded_at=recorded.recorded_at,
+    )
+
+
+def items(recorded_events: Iterable[RecordedEvent]) -> Iterator[Item]:
+    """A catch-up subscription's events, checkpoints and caught-up signals as reader items."""
+    for recorded in recorded_events:
+        if recorded.is_checkpoint:
+            position = recorded.commit_position
+            if position is None or not 0 < position <= _MAX_POSITION:
+                log.debug("ignoring server checkpoint at %s", position)
+                continue
+            yield ServerCheckpoint(position)
+        elif recorded.is_caught_up:
+            yield CaughtUp()
+        else:
+            yield to_stored(recorded)
+
+
+def subscribe(client: EventStoreDBClient, after: int | None, *, capacity: int) -> Reader:
+    """A reader over a filtered catch-up subscription to `$all`, strictly after `after`."""
+    subscription = client.subscribe_to_all(
+        commit_position=after,
+        include_checkpoints=True,
+        include_caught_up=True,
+        window_size=WINDOW_SIZE,
+        checkpoint_interval_multiplier=CHECKPOINT_INTERVAL_MULTIPLIER,
+        **subscription_filter(),
+    )
+    return Reader(
+        items(subscription),
+        capacity=capacity,
+        endless=True,
+        cancel=subscription.stop,
+        name="worker-subscription",
     )

@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from repro.bundle import read_bundle, read_manifest, write_bundle
+from repro.cutoff import ReplayError, UntilEventId, UntilTime
 from repro.export import export, redact
 from repro.history import BundleSource
-from repro.replay import Cutoff, ReplayError
 from usersvc.events import UserCreated, encode_user_created, stream_name
 from usersvc.records import StoredEvent
 
@@ -62,14 +62,16 @@ def test_an_export_of_a_range_holds_exactly_that_range(
         source,
         output,
         from_position=position(1),
-        cutoff=Cutoff("time", time=START + timedelta(seconds=6)),
+        cutoff=UntilTime(START + timedelta(seconds=6)),
     )
     exported = list(read_bundle(output))
     assert [e.commit_position for e in exported] == [position(i) for i in range(2, 7)]
     assert exported == [user_event(i, "Same Name" if i == 3 else None) for i in range(2, 7)]
     manifest = read_manifest(output)
     assert manifest["fromPosition"] == position(1)
-    assert manifest["untilPosition"] == position(6)
+    assert (
+        manifest["until"] == f"until time {(START + timedelta(seconds=6)).isoformat()} (inclusive)"
+    )
     assert manifest["format"] == "usersvc-bundle"
     assert {"createdAt", "codeVersion", "source", "redacted"} <= manifest.keys()
     assert (result["count"], result["firstPosition"], result["lastPosition"]) == (
@@ -108,5 +110,5 @@ def test_redaction_leaves_events_without_the_field_or_json_alone() -> None:
 def test_a_refused_export_leaves_no_file(source: BundleSource, tmp_path: Path) -> None:
     output = tmp_path / "refused.bundle"
     with pytest.raises(ReplayError, match="no event with id"):
-        export(source, output, cutoff=Cutoff("event_id", event_id=uuid.uuid4()))
+        export(source, output, cutoff=UntilEventId(uuid.uuid4()))
     assert list(tmp_path.iterdir()) == [tmp_path / "source.bundle"]

@@ -26,9 +26,10 @@ from pydantic import SecretStr
 from esdb_emulator import EmbeddedServer
 from esdb_emulator.cli import import_bundle
 from repro.bundle import verify_bundle
+from repro.cutoff import ReplayError, UntilEventId, UntilPosition, UntilTime
 from repro.export import export
 from repro.history import BundleSource, EsdbSource, SourceUnavailable
-from repro.replay import Cutoff, ReplayError, ReplayRequest, replay
+from repro.replay import ReplayRequest, replay
 from repro.snapshot import take_snapshot
 from tests.fixtures.waiting import wait_for_checkpoint
 from usersvc.events import STREAM_PREFIX, UserCreated, encode_user_created, stream_name
@@ -143,7 +144,7 @@ def test_replay_to_a_time_equals_the_live_model_as_it_stood_then(
 ) -> None:
     moment = history.events[MIDDLE - 1].recorded_at
     assert moment is not None
-    summary = do_replay(esdb(history), pg_url, f"r_{unique}", cutoff=Cutoff("time", time=moment))
+    summary = do_replay(esdb(history), pg_url, f"r_{unique}", cutoff=UntilTime(moment))
     assert rows(pg_url, f"r_{unique}") == history.live_at_middle
     assert summary.applied == MIDDLE
     # The first user-renamed event comes after the cutoff.
@@ -159,9 +160,9 @@ def test_replay_to_a_position_and_to_an_event_id_likewise(
         esdb(history),
         pg_url,
         f"p_{unique}",
-        cutoff=Cutoff("position", position=last.commit_position),
+        cutoff=UntilPosition(last.commit_position),
     )
-    do_replay(esdb(history), pg_url, f"i_{unique}", cutoff=Cutoff("event_id", event_id=last.id))
+    do_replay(esdb(history), pg_url, f"i_{unique}", cutoff=UntilEventId(last.id))
     assert rows(pg_url, f"p_{unique}") == history.live_at_middle
     assert rows(pg_url, f"i_{unique}") == history.live_at_middle
 
@@ -211,7 +212,7 @@ def test_snapshot_plus_the_rest_equals_a_full_replay(
         esdb(history),
         pg_url,
         f"s_{unique}",
-        cutoff=Cutoff("position", position=middle.commit_position),
+        cutoff=UntilPosition(middle.commit_position),
     )
     snapshot = tmp_path / "middle.snapshot"
     take_snapshot(pg_url, f"s_{unique}", WORKER, snapshot)
@@ -229,7 +230,7 @@ def test_a_target_with_data_is_refused_unless_forced(
         esdb(history),
         pg_url,
         target,
-        cutoff=Cutoff("position", position=history.events[0].commit_position),
+        cutoff=UntilPosition(history.events[0].commit_position),
     )
     with pytest.raises(ReplayError, match="already holds data"):
         do_replay(esdb(history), pg_url, target)
@@ -244,27 +245,27 @@ def test_a_target_with_data_is_refused_unless_forced(
     [
         (
             "time before the first event",
-            lambda h: Cutoff("time", time=h.events[0].recorded_at - timedelta(seconds=1)),
+            lambda h: UntilTime(h.events[0].recorded_at - timedelta(seconds=1)),
             "before the first event",
         ),
         (
             "time after the last event",
-            lambda h: Cutoff("time", time=h.events[-1].recorded_at + timedelta(days=1)),
+            lambda h: UntilTime(h.events[-1].recorded_at + timedelta(days=1)),
             "after the last event",
         ),
         (
             "position before the first event",
-            lambda h: Cutoff("position", position=1),
+            lambda h: UntilPosition(1),
             "before the first event",
         ),
         (
             "position after the last event",
-            lambda h: Cutoff("position", position=h.events[-1].commit_position + 10**9),
+            lambda h: UntilPosition(h.events[-1].commit_position + 10**9),
             "after the last event",
         ),
         (
             "unknown event id",
-            lambda h: Cutoff("event_id", event_id=uuid.uuid4()),
+            lambda h: UntilEventId(uuid.uuid4()),
             "no event with id",
         ),
     ],
@@ -288,8 +289,8 @@ def test_an_unreachable_target_is_refused(history: History) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt"])
-def test_a_damaged_bundle_is_refused_before_anything(
-    history: History, tmp_path: Path, damage: str
+def test_a_damaged_bundle_is_refused_and_nothing_is_written(
+    history: History, tmp_path: Path, pg_url: str, unique: str, damage: str
 ) -> None:
     bundle = tmp_path / "damaged.bundle"
     export(esdb(history), bundle)
@@ -300,8 +301,9 @@ def test_a_damaged_bundle_is_refused_before_anything(
         middle = len(raw) // 2
         raw = raw[:middle] + bytes([raw[middle] ^ 0xFF]) + raw[middle + 1 :]
     bundle.write_bytes(zstandard.ZstdCompressor().compress(raw))
-    with pytest.raises(SourceUnavailable, match=damage):
-        BundleSource(bundle)
+    with pytest.raises(ReplayError, match=f"{damage}.*nothing was written"):
+        do_replay(BundleSource(bundle), pg_url, f"d_{unique}")
+    assert not schema_exists(pg_url, f"d_{unique}")
 
 
 def test_a_snapshot_of_another_schema_version_is_refused(

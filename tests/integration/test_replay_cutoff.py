@@ -17,15 +17,17 @@ import pytest
 from psycopg import sql
 
 from repro.bundle import write_bundle
-from repro.history import BundleSource
-from repro.replay import (
+from repro.cutoff import (
     Cutoff,
     ReplayError,
-    ReplayHalted,
-    ReplayRequest,
-    replay,
-    resolve_cutoff,
+    ToEnd,
+    UntilEventId,
+    UntilPosition,
+    UntilTime,
+    take,
 )
+from repro.history import BundleSource
+from repro.replay import ReplayHalted, ReplayRequest, replay
 from usersvc.events import UserCreated, encode_user_created, stream_name
 from usersvc.records import StoredEvent
 from usersvc_cli.main import build_parser
@@ -68,7 +70,11 @@ def source(tmp_path: Path) -> BundleSource:
 
 
 def time_cutoff(at: datetime) -> Cutoff:
-    return Cutoff("time", time=at)
+    return UntilTime(at)
+
+
+def taken(source: BundleSource, cutoff: Cutoff, after: int | None) -> list[int]:
+    return [e.commit_position for e in take(source.events(after), cutoff, after=after)]
 
 
 @pytest.mark.parametrize(
@@ -79,22 +85,24 @@ def time_cutoff(at: datetime) -> Cutoff:
         ("an earlier stamp after a later one is in", time_cutoff(T0 + 3 * SECOND), None, 500),
         ("the stamp of the last event takes all", time_cutoff(T0 + 4 * SECOND), None, 600),
         ("the stamp of the first event", time_cutoff(T0), None, 100),
-        ("a position includes its event", Cutoff("position", position=400), None, 400),
-        ("a position between events", Cutoff("position", position=450), None, 450),
+        ("a position includes its event", UntilPosition(400), None, 400),
+        ("a position between events", UntilPosition(450), None, 400),
         (
             "an event id includes its event",
-            Cutoff("event_id", event_id=event(*HISTORY[5]).event_id),
+            UntilEventId(event(*HISTORY[5]).event_id),
             None,
             500,
         ),
         ("from a position, strictly after it", time_cutoff(T0 + 3 * SECOND), 300, 500),
-        ("no cutoff is everything", Cutoff(), None, None),
+        ("no cutoff is everything", ToEnd(), None, 600),
     ],
 )
-def test_the_cutoff_is_the_last_position_of_a_prefix(
-    source: BundleSource, case: str, cutoff: Cutoff, after: int | None, last: int | None
+def test_the_cutoff_takes_a_prefix_up_to_its_last_event(
+    source: BundleSource, case: str, cutoff: Cutoff, after: int | None, last: int
 ) -> None:
-    assert resolve_cutoff(source, cutoff, after) == last
+    prefix = [p for p, stream, _ in HISTORY if stream.startswith("user-")]
+    expected = [p for p in prefix if (after is None or p > after) and p <= last]
+    assert taken(source, cutoff, after) == expected
 
 
 @pytest.mark.parametrize(
@@ -120,30 +128,30 @@ def test_the_cutoff_is_the_last_position_of_a_prefix(
         ),
         (
             "a position before the first event",
-            Cutoff("position", position=99),
+            UntilPosition(99),
             None,
             "before the first",
         ),
         (
             "a position after the last event",
-            Cutoff("position", position=601),
+            UntilPosition(601),
             None,
             "after the last",
         ),
         (
             "an event of another stream prefix",
-            Cutoff("event_id", event_id=event(*HISTORY[3]).event_id),
+            UntilEventId(event(*HISTORY[3]).event_id),
             None,
             "no event with id",
         ),
-        ("nothing after the start", Cutoff(), 600, "no events after position 600"),
+        ("nothing after the start", ToEnd(), 600, "no events after position 600"),
     ],
 )
 def test_a_cutoff_outside_the_history_is_refused(
     source: BundleSource, case: str, cutoff: Cutoff, after: int | None, message: str
 ) -> None:
     with pytest.raises(ReplayError, match=message):
-        resolve_cutoff(source, cutoff, after)
+        taken(source, cutoff, after)
 
 
 def test_a_time_replay_takes_the_prefix_and_skips_other_streams(
@@ -168,17 +176,6 @@ def test_a_time_replay_takes_the_prefix_and_skips_other_streams(
     assert [n for (n,) in names] == ["a", "b", "c", "d", "e"]
     assert (summary.first_position, summary.last_position) == (100, 500)
     assert (summary.applied, summary.skipped) == (5, 0)
-
-
-def test_a_bundle_of_the_same_prefix_answers_its_extent_from_the_trailer(tmp_path: Path) -> None:
-    users = [row for row in HISTORY if row[1].startswith(stream_name(""))]
-    bundle = tmp_path / "users.bundle"
-    write_bundle(bundle, (event(*row) for row in users), {"streamPrefix": stream_name("")})
-    whole = BundleSource(bundle)
-    assert (whole.total, whole.last_position()) == (len(users), 600)
-    narrower = BundleSource(bundle, stream_name("c"))
-    assert narrower.total is None  # not every event is of this prefix: counted as it goes
-    assert (narrower.first_position(None), narrower.last_position()) == (300, 300)
 
 
 @pytest.mark.parametrize("batch_size", [1, 10_000])

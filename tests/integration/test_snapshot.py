@@ -13,8 +13,9 @@ import pytest
 import zstandard
 
 from repro.bundle import write_bundle
+from repro.cutoff import ReplayError, UntilPosition
 from repro.history import BundleSource
-from repro.replay import Cutoff, ReplayError, ReplayRequest, ReplaySummary, replay
+from repro.replay import ReplayRequest, ReplaySummary, replay
 from repro.snapshot import check_snapshot, schema_version, take_snapshot
 from usersvc.events import UserCreated, encode_user_created, stream_name
 from usersvc.records import StoredEvent
@@ -64,7 +65,7 @@ def do_replay(bundle: Path, pg_url: str, schema: str, **kwargs: Any) -> ReplaySu
 
 @pytest.fixture
 def snapshot(bundle: Path, pg_url: str, unique: str, tmp_path: Path) -> Path:
-    do_replay(bundle, pg_url, f"sa_{unique}", cutoff=Cutoff("position", position=position(CUT - 1)))
+    do_replay(bundle, pg_url, f"sa_{unique}", cutoff=UntilPosition(position(CUT - 1)))
     path = tmp_path / "half.snapshot"
     take_snapshot(pg_url, f"sa_{unique}", WORKER, path)
     return path
@@ -107,11 +108,9 @@ def test_a_snapshot_with_a_cutoff_replays_up_to_it(
         pg_url,
         f"sd_{unique}",
         snapshot=snapshot,
-        cutoff=Cutoff("position", position=position(CUT + 2)),
+        cutoff=UntilPosition(position(CUT + 2)),
     )
-    direct = do_replay(
-        bundle, pg_url, f"se_{unique}", cutoff=Cutoff("position", position=position(CUT + 2))
-    )
+    direct = do_replay(bundle, pg_url, f"se_{unique}", cutoff=UntilPosition(position(CUT + 2)))
     assert restored.applied == 3
     assert restored.checksum == direct.checksum
 
@@ -125,7 +124,7 @@ def test_a_cutoff_before_the_snapshot_is_refused(
             pg_url,
             f"sf_{unique}",
             snapshot=snapshot,
-            cutoff=Cutoff("position", position=position(2)),
+            cutoff=UntilPosition(position(2)),
         )
     assert not schema_exists(pg_url, f"sf_{unique}")
 

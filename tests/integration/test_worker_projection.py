@@ -11,31 +11,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from usersvc.events import UserCreated, encode_metadata, encode_user_created
+from tests.fixtures.events import OPENED, created, other
+from usersvc.readmodel import NOTIFY_CHANNEL
 from usersvc.records import StoredEvent
-from worker.projection import NOTIFY_CHANNEL, BatchResult, Projection, ProjectionError
-
-OPENED = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
-
-
-def created(position: int, username: str, full_name: str = "Donald Le") -> StoredEvent:
-    return StoredEvent(
-        commit_position=position,
-        stream=f"user-{username}",
-        revision=0,
-        event_id=uuid.uuid4(),
-        type="user-created",
-        data=encode_user_created(UserCreated(username, full_name, OPENED)),
-        metadata=encode_metadata(),
-        content_type="application/json",
-        recorded_at=OPENED,
-    )
-
-
-def other(position: int, stream: str, type_: str, data: bytes = b"{}") -> StoredEvent:
-    return StoredEvent(
-        position, stream, 0, uuid.uuid4(), type_, data, b"", "application/json", OPENED
-    )
+from worker.projection import BatchResult, Projection, ProjectionError
 
 
 @pytest.fixture
