@@ -3,61 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
-STARTUP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_http(
-    url: str, process: subprocess.Popen[bytes], timeout: float = STARTUP_TIMEOUT
-) -> None:
-    """Wait until a freshly started server answers; fail at once if its process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{process.args} exited with {process.returncode}")
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)  # the server is binding its port; this is not a wait for the worker
-    raise AssertionError(f"{url} did not answer within {timeout} s")
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> int:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            return process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise
-    return process.returncode
-
-
-@dataclass(frozen=True)
-class System:
-    base_url: str
-    pg_url: str
-    schema: str
-    worker_name: str
-    http: httpx.Client
+from tests.fixtures.processes import System, free_port, stop_process, wait_for_http
 
 
 def usersvc(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import free_port
+from tests.fixtures.processes import free_port
 from tests.fixtures.waiting import wait_for_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]

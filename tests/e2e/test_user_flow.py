@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from tests.e2e.conftest import System
+from tests.fixtures.processes import System
 from tests.fixtures.waiting import wait_for_checkpoint
 
 
@@ -69,6 +69,10 @@ def test_an_unknown_user_is_a_json_404(system: System, unique: str) -> None:
 
 
 def test_health_reports_the_projection_caught_up(system: System, unique: str) -> None:
-    _wait(system, _created(system, f"health-{unique}", "Health Check"))
+    position = _created(system, f"health-{unique}", "Health Check")
+    _wait(system, position)
     response = system.http.get("/health")
     assert response.status_code == 200, response.text
+    projection = response.json()["checks"]["projection"]
+    assert projection["status"] == "caught_up"
+    assert projection["checkpoint"] >= position

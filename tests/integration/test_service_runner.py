@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,29 +18,8 @@ import pytest
 from psycopg import sql
 
 from service.app import close_app, create_app
+from tests.fixtures.processes import free_port, wait_for_http
 from usersvc.settings import Settings
-
-START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_serving(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited early with {process.returncode}")
-        try:
-            httpx.get(f"{base}/health", timeout=2)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)  # polling a port that is not open yet, not waiting for the worker
-    raise AssertionError(f"{base} never answered")
 
 
 @pytest.fixture
@@ -72,7 +49,7 @@ def start_serve(
         process = subprocess.Popen([sys.executable, "-c", code], env=env)
         started.append(process)
         base = f"http://127.0.0.1:{port}"
-        wait_until_serving(base, process)
+        wait_for_http(f"{base}/health", process)
         return base, process
 
     yield start

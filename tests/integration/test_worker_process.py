@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 from esdbclient import EventStoreDBClient
 
+from tests.fixtures.history import append_users, projected
 from tests.fixtures.waiting import read_checkpoint, wait_for_checkpoint
-from tests.integration.test_worker_runner import append_users, projected
 
 WORKER = "process-worker"
 ROOT = Path(__file__).resolve().parents[2]

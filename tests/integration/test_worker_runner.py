@@ -11,7 +11,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,10 @@ import pytest
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from psycopg import sql
 
+from tests.fixtures.history import append_users, projected
 from tests.fixtures.waiting import logged, read_checkpoint, wait_for_checkpoint
 from usersvc.events import (
     USER_CREATED,
-    UserCreated,
-    encode_metadata,
-    encode_user_created,
     stream_name,
 )
 from usersvc.settings import Settings, load_settings
@@ -45,21 +42,6 @@ def settings_for(esdb_url: str, pg_url: str, schema: str, **overrides: Any) -> S
         **overrides,
     }
     return load_settings(**values)
-
-
-def user_event(username: str) -> NewEvent:
-    data = encode_user_created(UserCreated(username, "Test User", datetime.now(UTC)))
-    return NewEvent(type=USER_CREATED, data=data, metadata=encode_metadata())
-
-
-def append_users(client: EventStoreDBClient, usernames: list[str]) -> list[int]:
-    """Append one `user-created` per username; return their commit positions."""
-    return [
-        client.append_to_stream(
-            stream_name(name), current_version=StreamState.NO_STREAM, events=[user_event(name)]
-        )
-        for name in usernames
-    ]
 
 
 @contextmanager
@@ -85,17 +67,6 @@ def worker_thread(settings: Settings) -> Iterator[threading.Event]:
         thread.join(timeout=30)
     assert not thread.is_alive(), "the worker did not stop within 30 s"
     assert result == [0]
-
-
-def projected(pg_url: str, schema: str, prefix: str) -> list[tuple[str, int]]:
-    with psycopg.connect(pg_url) as conn:
-        rows = conn.execute(
-            sql.SQL(
-                'SELECT username, "commitPosition" FROM {} WHERE username LIKE %s ORDER BY id'
-            ).format(sql.Identifier(schema, "user")),
-            (prefix + "%",),
-        ).fetchall()
-    return [(str(name), int(position)) for name, position in rows]
 
 
 def test_a_worker_started_after_1000_events_catches_up(
@@ -227,10 +198,10 @@ def test_a_malformed_event_stops_the_worker_loudly_naming_its_position(
         code = run(settings_for(server.connection_string, pg_url, schema))
     assert code == 1
     assert f"commit position {bad}" in caplog.text
-    # The batch holding the bad event is not committed, whatever else it held; nothing after it is.
-    assert [n for n, _ in projected(pg_url, schema, f"mf-{unique}-")] in ([], [f"mf-{unique}-a"])
+    # The halting rule: what came before the bad event is committed, nothing after it is.
+    assert [n for n, _ in projected(pg_url, schema, f"mf-{unique}-")] == [f"mf-{unique}-a"]
     with psycopg.connect(pg_url) as conn:
-        assert read_checkpoint(conn, schema, WORKER) in (None, good[-1])
+        assert read_checkpoint(conn, schema, WORKER) == good[-1]
 
 
 def test_a_second_worker_stands_by_and_takes_over_when_the_first_stops(
