@@ -3,7 +3,7 @@
 The same code runs live (the worker) and in replay. `apply` works inside the caller's open
 transaction and never commits: the rows and the checkpoint become visible together or not at all.
 A batch costs one round trip however large it is: the events are decoded and checked in Python
-(the contract codec), then sent as arrays to one `INSERT ... SELECT FROM unnest(...)` with the
+(the contract codec), then sent as one JSON array per column to one `INSERT ... SELECT` with the
 checkpoint upsert and a `NOTIFY` in the same pipeline.
 
 Rules:
@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from psycopg import pq, sql
 
@@ -95,13 +96,17 @@ class Projection:
         self.schema = schema
         self.checkpoint_name = checkpoint_name
         self.model = ReadModel(schema)
-        # unnest() of several arrays keeps them aligned; ORDER BY keeps ids in $all order and makes
-        # the first of two events for one username the one that wins.
+        # Each column travels as one JSON array (orjson writes it in C; PostgreSQL parses it in C),
+        # several times cheaper than psycopg's per-element array dumping. ROWS FROM zips the
+        # arrays; ORDER BY keeps ids in $all order and makes the first of two events for one
+        # username the one that wins.
         self._insert = sql.SQL(
             "INSERT INTO {table} ({columns})"
-            " SELECT u, 'epoch'::timestamptz + c * interval '1 microsecond', f, e, p"
-            " FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::uuid[], %s::bigint[])"
-            " AS t(u, c, f, e, p) ORDER BY p"
+            " SELECT u, 'epoch'::timestamptz + c::bigint * interval '1 microsecond', f, e::uuid,"
+            " p::bigint FROM ROWS FROM (json_array_elements_text(%s::json),"
+            " json_array_elements_text(%s::json), json_array_elements_text(%s::json),"
+            " json_array_elements_text(%s::json), json_array_elements_text(%s::json))"
+            " AS t(u, c, f, e, p) ORDER BY p::bigint"
             " ON CONFLICT (username) DO NOTHING"
         ).format(table=self.model.users, columns=self.model.user_columns)
 
@@ -120,13 +125,16 @@ class Projection:
             if rows.usernames:
                 cur.execute(
                     self._insert,
-                    (
-                        rows.usernames,
-                        rows.created_at,
-                        rows.full_names,
-                        rows.event_ids,
-                        rows.positions,
-                    ),
+                    [
+                        orjson.dumps(column).decode()
+                        for column in (
+                            rows.usernames,
+                            rows.created_at,
+                            rows.full_names,
+                            rows.event_ids,
+                            rows.positions,
+                        )
+                    ],
                 )
             self._send_checkpoint(cur, last)
         return BatchResult(applied=len(rows.usernames), skipped=skipped, last_position=last)
