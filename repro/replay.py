@@ -230,7 +230,7 @@ def table_checksum(conn: psycopg.Connection[Any], schema: str) -> str:
         "SELECT encode(sha256(coalesce(string_agg(sha256(convert_to(json_build_array("
         " username,"
         ' to_char("createdAt" AT TIME ZONE \'UTC\', \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\'),'
-        ' "fullName", "eventId", "commitPosition")::text, \'UTF8\')),'
+        ' "fullName", "eventId", "commitPosition", revision)::text, \'UTF8\')),'
         " ''::bytea ORDER BY username COLLATE \"C\"), ''::bytea)), 'hex') FROM {}"
     ).format(ReadModel(schema).users)
     row = conn.execute(query).fetchone()

@@ -75,13 +75,9 @@ def _write_rows(
         query = sql.SQL("SELECT {} FROM {} ORDER BY id").format(model.user_columns, model.users)
         with conn.cursor(name="snapshot") as cursor:
             cursor.itersize = 10_000
-            for username, created, full_name, event_id, position in cursor.execute(query):
-                line = (
-                    orjson.dumps(
-                        [username, created.isoformat(), full_name, str(event_id), position]
-                    )
-                    + b"\n"
-                )
+            for username, created, full_name, event_id, position, revision in cursor.execute(query):
+                row = [username, created.isoformat(), full_name, str(event_id), position, revision]
+                line = orjson.dumps(row) + b"\n"
                 digest.update(line)
                 out.write(line)
         out.write(orjson.dumps({"sha256": digest.hexdigest()}) + b"\n")

@@ -3,8 +3,8 @@
 The tables are created by `migrations/`; the service reads them, the worker and the offline tools
 write them. Everything here is a name or a `psycopg.sql` composition for one schema: no I/O.
 
-- `"user"`: the original table (`id`, `username`, `"createdAt"`, `"fullName"`) plus the event that
-  produced each row (`"eventId"`, `"commitPosition"`).
+- `"user"`: the original table (`id`, `username`, `"createdAt"`, `"fullName"`) plus the last event
+  applied to each row (`"eventId"`, `"commitPosition"`, and its stream `revision`).
 - `checkpoint`: one row per projector name, the `$all` commit position of the last event applied,
   moved in the same transaction as the rows.
 - `replay_manifest`: what a replay built and from where.
@@ -21,7 +21,7 @@ CHECKPOINT_TABLE = "checkpoint"
 MANIFEST_TABLE = "replay_manifest"
 MIGRATIONS_TABLE = "schema_migrations"
 # The read model's own columns, in the original's order; `id` is a serial of the database.
-USER_COLUMNS = ("username", "createdAt", "fullName", "eventId", "commitPosition")
+USER_COLUMNS = ("username", "createdAt", "fullName", "eventId", "commitPosition", "revision")
 NOTIFY_CHANNEL = "usersvc_checkpoint"
 
 
@@ -44,9 +44,9 @@ class ReadModel:
         self.manifest = sql.Identifier(schema, MANIFEST_TABLE)
         self.migrations = sql.Identifier(schema, MIGRATIONS_TABLE)
         self.user_columns = sql.SQL(", ").join(sql.Identifier(c) for c in USER_COLUMNS)
-        # Parameters: username. Columns: id, username, createdAt, fullName.
+        # Parameters: username. Columns: id, username, createdAt, fullName, revision.
         self.select_user = sql.SQL(
-            'SELECT id, username, "createdAt", "fullName" FROM {} WHERE username = %s'
+            'SELECT id, username, "createdAt", "fullName", revision FROM {} WHERE username = %s'
         ).format(self.users)
         # Parameters: checkpoint name. Columns: commit_position, updated_at.
         self.select_checkpoint = sql.SQL(

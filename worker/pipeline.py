@@ -84,6 +84,9 @@ def _commit(
     if advance is not None and stored is not None and advance <= stored:
         advance = None
     events = batch.events
+    if stored is not None and events and events[0].commit_position <= stored:
+        # Already applied (the checkpoint commits with the rows): a redelivery changes nothing.
+        events = [e for e in events if e.commit_position > stored]
     halted: ProjectionError | None = None
     applied = skipped = 0
     position = stored

@@ -1,17 +1,21 @@
-"""The read-model projection: `user-created` events into `"user"`, plus the checkpoint row.
+"""The read-model projection: a user's events into `"user"`, plus the checkpoint row.
 
-The same code runs live (the worker) and in replay. `apply` works inside the caller's open
-transaction and never commits: the rows and the checkpoint become visible together or not at all.
-A batch costs one round trip however large it is: the events are decoded and checked in Python
-(the contract codec), then sent as one JSON array per column to one `INSERT ... SELECT` with the
-checkpoint upsert and a `NOTIFY` in the same pipeline.
+The same code runs live (the worker) and in replay, through the same pipeline. `apply` works
+inside the caller's open transaction and never commits: the rows and the checkpoint become visible
+together or not at all. A batch costs one round trip however large it is: the events are decoded,
+checked and folded per user into net changes in Python (`worker.changes`), then sent as one JSON
+array per column to at most three statements (delete, insert, update) with the checkpoint upsert
+and a `NOTIFY`, in one pipeline.
 
 Rules:
-- Events come in `$all` order. The first `user-created` for a username wins; a re-applied or
-  duplicate one changes nothing (`ON CONFLICT (username) DO NOTHING`).
-- An event type other than `user-created` is skipped by design and counted.
-- A malformed `user-created` raises `ProjectionError` naming its commit position and stream, before
-  anything of the batch is written. It is never skipped.
+- Events come in `$all` order and follow the lifecycle of `usersvc.lifecycle`: a deletion removes
+  the row, a `user-created` after it creates the row again, a change sets the full name; the first
+  `user-created` of a live user wins.
+- Idempotent under re-delivery: each statement applies only above the row's stored revision.
+- An event type that is not a user's is skipped by design and counted.
+- A malformed event of a known type (or one whose username is not its stream's) raises
+  `ProjectionError` naming its commit position and stream, before anything of the batch is
+  written. It is never skipped.
 - The checkpoint never moves backwards (re-applying old events leaves it where it is).
 """
 
@@ -19,20 +23,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import orjson
 import psycopg
 from psycopg import pq, sql
 
-from usersvc.events import USER_CREATED, MalformedEvent, decode_user_created, username_from_stream
 from usersvc.readmodel import NOTIFY_CHANNEL, ReadModel, notify_payload
 from usersvc.records import StoredEvent
+from worker.changes import ChangeError, changes_of
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+
+def _elements(count: int) -> sql.Composable:
+    """ROWS FROM over `count` JSON array parameters: zips them into rows, in C on both sides
+    (several times cheaper than psycopg's per-element array parameters)."""
+    return sql.SQL("ROWS FROM ({})").format(
+        sql.SQL(", ").join([sql.SQL("json_array_elements_text(%s::json)")] * count)
+    )
+
+
+def _json(*columns: Sequence[Any]) -> list[str]:
+    return [orjson.dumps(column).decode() for column in columns]
 
 
 class ProjectionError(RuntimeError):
@@ -55,40 +66,6 @@ class BatchResult:
     last_position: int | None
 
 
-@dataclass(slots=True)
-class _Rows:
-    usernames: list[str]
-    created_at: list[int]  # microseconds since the Unix epoch (much cheaper to send than datetimes)
-    full_names: list[str]
-    event_ids: list[UUID]
-    positions: list[int]
-
-
-def _decode(events: Sequence[StoredEvent]) -> tuple[_Rows, int]:
-    rows = _Rows([], [], [], [], [])
-    skipped = 0
-    for event in events:
-        if event.type != USER_CREATED:
-            skipped += 1
-            continue
-        try:
-            user = decode_user_created(event.data)
-        except MalformedEvent as exc:
-            raise ProjectionError(event.commit_position, event.stream, str(exc)) from None
-        if username_from_stream(event.stream) != user.username:
-            raise ProjectionError(
-                event.commit_position,
-                event.stream,
-                f"username {user.username!r} does not match the stream name",
-            )
-        rows.usernames.append(user.username)
-        rows.created_at.append((user.opened_at - _EPOCH) // _MICROSECOND)
-        rows.full_names.append(user.full_name)
-        rows.event_ids.append(event.event_id)
-        rows.positions.append(event.commit_position)
-    return rows, skipped
-
-
 class Projection:
     """Projects events into `<schema>."user"` and keeps the checkpoint row `checkpoint_name`."""
 
@@ -96,19 +73,32 @@ class Projection:
         self.schema = schema
         self.checkpoint_name = checkpoint_name
         self.model = ReadModel(schema)
-        # Each column travels as one JSON array (orjson writes it in C; PostgreSQL parses it in C),
-        # several times cheaper than psycopg's per-element array dumping. ROWS FROM zips the
-        # arrays; ORDER BY keeps ids in $all order and makes the first of two events for one
-        # username the one that wins.
+        table = self.model.users
+        # Rows whose revision is below the deletion's: a user's older lives.
+        self._delete = sql.SQL(
+            "DELETE FROM {table} AS t USING {rows} AS d(u, r)"
+            " WHERE t.username = d.u AND t.revision < d.r::bigint"
+        ).format(table=table, rows=_elements(2))
+        # A new life; for a user that still has a live row only the revision moves.
         self._insert = sql.SQL(
             "INSERT INTO {table} ({columns})"
             " SELECT u, 'epoch'::timestamptz + c::bigint * interval '1 microsecond', f, e::uuid,"
-            " p::bigint FROM ROWS FROM (json_array_elements_text(%s::json),"
-            " json_array_elements_text(%s::json), json_array_elements_text(%s::json),"
-            " json_array_elements_text(%s::json), json_array_elements_text(%s::json))"
-            " AS t(u, c, f, e, p) ORDER BY p::bigint"
-            " ON CONFLICT (username) DO NOTHING"
-        ).format(table=self.model.users, columns=self.model.user_columns)
+            " p::bigint, r::bigint FROM {rows} AS d(u, c, f, e, p, r) ORDER BY p::bigint"
+            ' ON CONFLICT (username) DO UPDATE SET "eventId" = EXCLUDED."eventId",'
+            ' "commitPosition" = EXCLUDED."commitPosition", revision = EXCLUDED.revision'
+            " WHERE t.revision < EXCLUDED.revision"
+        ).format(
+            table=sql.SQL("{} AS t").format(table),
+            columns=self.model.user_columns,
+            rows=_elements(6),
+        )
+        # What came after: the full name (NULL keeps it) and the last event's revision.
+        self._update = sql.SQL(
+            'UPDATE {table} AS t SET "fullName" = coalesce(d.f, t."fullName"),'
+            ' "eventId" = d.e::uuid, "commitPosition" = d.p::bigint, revision = d.r::bigint'
+            " FROM {rows} AS d(u, f, e, p, r)"
+            " WHERE t.username = d.u AND t.revision < d.r::bigint"
+        ).format(table=table, rows=_elements(5))
 
     def apply(self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent]) -> BatchResult:
         """Apply `events` (in `$all` order) and move the checkpoint to the last one's position.
@@ -118,26 +108,41 @@ class Projection:
         """
         if not events:
             return BatchResult(applied=0, skipped=0, last_position=None)
-        rows, skipped = _decode(events)
+        try:
+            changes = changes_of(events)
+        except ChangeError as exc:
+            raise ProjectionError(exc.event.commit_position, exc.event.stream, str(exc)) from None
         last = events[-1].commit_position
         _require_transaction(conn)
         with conn.pipeline(), conn.cursor() as cur:
-            if rows.usernames:
+            deletes, inserts, updates = changes.deletes, changes.inserts, changes.updates
+            if deletes.usernames:
+                cur.execute(self._delete, _json(deletes.usernames, deletes.revisions))
+            if inserts.usernames:
                 cur.execute(
                     self._insert,
-                    [
-                        orjson.dumps(column).decode()
-                        for column in (
-                            rows.usernames,
-                            rows.created_at,
-                            rows.full_names,
-                            rows.event_ids,
-                            rows.positions,
-                        )
-                    ],
+                    _json(
+                        inserts.usernames,
+                        inserts.created_at,
+                        inserts.full_names,
+                        inserts.event_ids,
+                        inserts.positions,
+                        inserts.revisions,
+                    ),
+                )
+            if updates.usernames:
+                cur.execute(
+                    self._update,
+                    _json(
+                        updates.usernames,
+                        updates.full_names,
+                        updates.event_ids,
+                        updates.positions,
+                        updates.revisions,
+                    ),
                 )
             self._send_checkpoint(cur, last)
-        return BatchResult(applied=len(rows.usernames), skipped=skipped, last_position=last)
+        return BatchResult(applied=changes.applied, skipped=changes.skipped, last_position=last)
 
     def advance(self, conn: psycopg.Connection[Any], position: int) -> None:
         """Move the checkpoint to `position` with no events (the server's filtered checkpoints:
