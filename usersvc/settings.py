@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,20 @@ from pydantic_settings import (
 
 CONFIG_ENV = "USERSVC_CONFIG"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Signature algorithms a token may use: public-key ones only (no `none`, no shared secret that a
+# public key could be mistaken for).
+ASYMMETRIC_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
 
 
 class SettingsError(RuntimeError):
@@ -56,6 +70,19 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Bearer tokens (JWT) for PATCH, DELETE, history and time travel; see `service.auth`. One key
+    # source: the identity provider's JWKS URL (production), or a PEM private key file whose
+    # public half verifies tokens and with which `usersvc token` signs them (development;
+    # `usersvc dev` makes one). Neither: those endpoints answer 500 auth_not_configured.
+    auth_jwks_url: str | None = None
+    auth_signing_key_file: Path | None = None
+    # Algorithms accepted from the JWKS; a key file's type fixes its own. Never none or HS*.
+    auth_algorithms: str = "RS256,ES256"
+    auth_issuer: str = Field(default="usersvc", min_length=1)
+    auth_audience: str = Field(default="usersvc", min_length=1)
+    # Seconds of clock difference tolerated on `exp` (and `nbf`, `iat`).
+    auth_leeway: float = Field(default=30.0, ge=0, le=300)
+
     @field_validator("database_schema")
     @classmethod
     def _schema_is_identifier(cls, value: str) -> str:
@@ -76,6 +103,40 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return value.upper()
+
+    @field_validator("auth_jwks_url", "auth_signing_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("auth_jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("auth_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: str) -> str:
+        names = [part.strip() for part in value.split(",") if part.strip()]
+        refused = [alg for alg in names if alg not in ASYMMETRIC_ALGORITHMS]
+        if refused or not names:
+            raise ValueError(
+                f"must be a comma-separated list of {', '.join(ASYMMETRIC_ALGORITHMS)}"
+                + (f" (not {', '.join(refused)})" if refused else "")
+            )
+        return ",".join(names)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Settings:
+        if self.auth_jwks_url is not None and self.auth_signing_key_file is not None:
+            raise ValueError("auth_jwks_url and auth_signing_key_file: set one of them, not both")
+        return self
+
+    @property
+    def auth_algorithm_names(self) -> tuple[str, ...]:
+        return tuple(self.auth_algorithms.split(","))
 
     def require_database_url(self) -> str:
         if self.database_url is None:
