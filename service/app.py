@@ -7,21 +7,24 @@ from typing import Any
 from flask import Flask
 from psycopg_pool import ConnectionPool
 
-from service import request_id
+from service import auth, changes, context, history, request_id, routes
+from service.commands import UserCommands
 from service.errors import register_error_handlers
 from service.event_store import EventStore
-from service.routes import EventStorePort, UsersPort, blueprint
 from service.users import UserRepository
 from usersvc.settings import Settings
 
 MAX_BODY_BYTES = 16 * 1024
+# Marks "build the verifier from the settings" apart from an explicit None (no key: 500).
+_FROM_SETTINGS: Any = object()
 
 
 def create_app(
     settings: Settings,
     *,
-    event_store: EventStorePort | None = None,
-    users: UsersPort | None = None,
+    event_store: context.EventStorePort | None = None,
+    users: context.UsersPort | None = None,
+    verifier: auth.TokenVerifier | None = _FROM_SETTINGS,
 ) -> Flask:
     """Build the app; collaborators are built from `settings` unless given (tests)."""
     app = Flask("usersvc")
@@ -29,11 +32,11 @@ def create_app(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         WORKER_NAME=settings.worker_name,
         HEALTH_STALL_SECONDS=settings.health_stall_seconds,
-        JSON_SORT_KEYS=False,
     )
+    # Keys in the order the contract gives them (`id`, `username`, `createdAt`, `fullName`).
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     if event_store is None:
-        store = EventStore(settings.esdb_connection_string, settings.esdb_timeout)
-        event_store = store
+        event_store = EventStore(settings.esdb_connection_string, settings.esdb_timeout)
     if users is None:
         pool: ConnectionPool[Any] = ConnectionPool(
             settings.require_database_url(),
@@ -46,9 +49,14 @@ def create_app(
         pool.open(wait=False)
         users = UserRepository(pool, settings.database_schema)
         app.extensions["usersvc.pool"] = pool
-    app.extensions["usersvc.event_store"] = event_store
-    app.extensions["usersvc.users"] = users
-    app.register_blueprint(blueprint)
+    if verifier is _FROM_SETTINGS:
+        verifier = auth.verifier_from_settings(settings)
+    app.extensions[context.EVENT_STORE] = event_store
+    app.extensions[context.USERS] = users
+    app.extensions[context.COMMANDS] = UserCommands(event_store)
+    app.extensions[auth.EXTENSION] = verifier
+    for blueprint in (routes.blueprint, changes.blueprint, history.blueprint):
+        app.register_blueprint(blueprint)
     request_id.install(app)
     register_error_handlers(app)
     return app
@@ -59,6 +67,6 @@ def close_app(app: Flask) -> None:
     pool = app.extensions.get("usersvc.pool")
     if pool is not None:
         pool.close()
-    store = app.extensions.get("usersvc.event_store")
+    store = app.extensions.get(context.EVENT_STORE)
     if isinstance(store, EventStore):
         store.close()

@@ -13,10 +13,12 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from service import request_id
+from usersvc.tokens import ADMIN_SCOPE
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 2
+AUTH_REALM = "usersvc"
 
 # Codes for the HTTP errors Flask and Werkzeug raise themselves.
 _HTTP_CODES = {
@@ -61,6 +63,67 @@ class UserNotFound(ApiError):
     status, code = 404, "user_not_found"
 
 
+class RevisionNotFound(ApiError):
+    status, code = 404, "revision_not_found"
+
+
+class PreconditionRequired(ApiError):
+    status, code = 428, "precondition_required"
+
+
+class PreconditionFailed(ApiError):
+    """The client's `If-Match` is not the user's current revision; the answer names it."""
+
+    status, code = 412, "precondition_failed"
+
+    def __init__(self, message: str, current_etag: str) -> None:
+        super().__init__(message)
+        self.current_etag = current_etag
+
+    def headers(self) -> dict[str, str]:
+        return {"ETag": self.current_etag}
+
+
+class Unauthenticated(ApiError):
+    """No bearer token, or one that is not valid: RFC 6750's challenge says which."""
+
+    status, code = 401, "unauthenticated"
+
+    def __init__(self, message: str, *, error: str | None = "invalid_token") -> None:
+        super().__init__(message)
+        self.error = error
+
+    def headers(self) -> dict[str, str]:
+        challenge = f'Bearer realm="{AUTH_REALM}"'
+        if self.error is not None:
+            description = self.message.replace("\\", "").replace('"', "'")
+            challenge += f', error="{self.error}", error_description="{description}"'
+        return {"WWW-Authenticate": challenge}
+
+
+class Forbidden(ApiError):
+    """A valid token that speaks for someone else and is not an administrator's."""
+
+    status, code = 403, "forbidden"
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "WWW-Authenticate": (
+                f'Bearer realm="{AUTH_REALM}", error="insufficient_scope", scope="{ADMIN_SCOPE}"'
+            )
+        }
+
+
+class AuthNotConfigured(ApiError):
+    status, code = 500, "auth_not_configured"
+
+
+class EventUnreadable(ApiError):
+    """A stored event of the user's stream that this code cannot decode."""
+
+    status, code = 500, "event_unreadable"
+
+
 class Unavailable(ApiError):
     status = 503
 
@@ -74,6 +137,12 @@ class EventStoreUnavailable(Unavailable):
 
 class DatabaseUnavailable(Unavailable):
     code = "database_unavailable"
+
+
+class AuthUnavailable(Unavailable):
+    """The identity provider's key set (JWKS) cannot be fetched."""
+
+    code = "auth_unavailable"
 
 
 def error_response(

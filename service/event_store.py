@@ -1,17 +1,20 @@
-"""The EventStoreDB adapter: appends `user-created` and reads the head of `$all`.
+"""The EventStoreDB adapter: reads and appends a user's stream, truncates it, reads the head.
 
-esdbclient's exceptions are translated here and nowhere else: a taken username becomes
-`UsernameTaken`, an unreachable or slow server `EventStoreUnavailable`.
+esdbclient's exceptions are translated here and nowhere else: an expected revision that no longer
+holds becomes `StreamConflict` (the commands decide what it means for the client), an unreachable
+or slow server `EventStoreUnavailable`.
+
+esdbclient retries a failed gRPC call once, so each call gets half the timeout and the whole stays
+within it (twice it only if esdbclient also reconnects between attempts: a refused connection,
+then a hang).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from esdbclient import EventStoreDBClient, NewEvent, RecordedEvent, StreamState
 from esdbclient.exceptions import (
@@ -22,20 +25,14 @@ from esdbclient.exceptions import (
     FailedPrecondition,
     GrpcError,
     NodeIsNotLeader,
+    NotFound,
     ServiceUnavailable,
     StreamIsDeleted,
     WrongCurrentVersion,
 )
 
-from service.errors import EventStoreUnavailable, UsernameTaken
-from usersvc.events import (
-    STREAM_PREFIX,
-    USER_CREATED,
-    UserCreated,
-    encode_metadata,
-    encode_user_created,
-    stream_name,
-)
+from service.errors import EventStoreUnavailable
+from usersvc.events import STREAM_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +56,12 @@ _TRANSIENT_MARKERS = (
 # a probe with a short timeout of its own gets an answer while EventStoreDB hangs.
 HEALTH_TIMEOUT = 2.0
 
-_EVENT_ID_NAMESPACE = uuid.UUID("5b0c3a52-6f4e-4f38-9d4e-2f0c6f1a7e10")
+# `$tb` is moved with an expected metadata revision; this many tries while others move it too.
+TRUNCATE_ATTEMPTS = 5
 
 
-@dataclass(frozen=True)
-class Appended:
-    commit_position: int
-    stream_revision: int = 0
+class StreamConflict(Exception):
+    """The stream is not at the expected revision (or was deleted for good) when appending."""
 
 
 class ClientPort(Protocol):
@@ -90,28 +86,36 @@ class ClientPort(Protocol):
     ) -> int: ...
 
     def get_stream(
-        self, stream_name: str, *, limit: int = ..., timeout: float | None = None
+        self, stream_name: str, *, timeout: float | None = None
     ) -> Sequence[RecordedEvent]: ...
+
+    def get_stream_metadata(
+        self, stream_name: str, *, timeout: float | None = None
+    ) -> tuple[dict[str, Any], int | Literal[StreamState.NO_STREAM]]: ...
+
+    def set_stream_metadata(
+        self,
+        stream_name: str,
+        *,
+        metadata: dict[str, Any],
+        current_version: int | StreamState = StreamState.ANY,
+        timeout: float | None = None,
+    ) -> None: ...
 
     def close(self) -> None: ...
 
 
-def translate(exc: EventStoreDBClientException, username: str | None = None) -> Exception:
+def translate(exc: EventStoreDBClientException) -> Exception:
     """The service error for an esdbclient exception; unknown ones are returned unchanged (500)."""
     if isinstance(exc, WrongCurrentVersion | StreamIsDeleted) or (
         isinstance(exc, FailedPrecondition) and "is deleted" in str(exc)
     ):
-        return UsernameTaken(f"username {username!r} is taken")
+        return StreamConflict(str(exc))
     if isinstance(exc, _UNAVAILABLE) or (
         isinstance(exc, GrpcError) and any(m in str(exc) for m in _TRANSIENT_MARKERS)
     ):
         return EventStoreUnavailable(f"EventStoreDB is unavailable: {type(exc).__name__}: {exc}")
     return exc
-
-
-def event_id(user: UserCreated, request_id: str) -> uuid.UUID:
-    """A stable event id for a client's request: its retries are recognised as the same write."""
-    return uuid.uuid5(_EVENT_ID_NAMESPACE, "\n".join((request_id, user.username, user.full_name)))
 
 
 class EventStore:
@@ -139,56 +143,60 @@ class EventStore:
                     raise translate(exc) from exc
             return self._client
 
-    def create_user(
-        self, user: UserCreated, correlation_id: str, *, idempotent: bool = False
-    ) -> Appended:
-        """Append the event expecting no stream: exactly one `user-created` per username.
+    def read(self, stream: str) -> Sequence[RecordedEvent]:
+        """Every readable event of `stream` in order (none before its `$tb`); [] when there is
+        no stream or it was deleted for good."""
+        client = self._get_client()
+        try:
+            return client.get_stream(stream, timeout=self.timeout / 2)
+        except (NotFound, StreamIsDeleted):
+            return []
+        except EventStoreDBClientException as exc:
+            raise translate(exc) from exc
 
-        With `idempotent` (the client sent `X-Request-ID`), the event id is derived from the
-        request id, username and full name, so the same request sent again answers 201 again.
-
-        esdbclient retries a failed gRPC call once, so each attempt gets half the timeout and the
-        whole stays within it (twice it only if esdbclient also reconnects between attempts: a
-        refused connection, then a hang). A timed-out attempt may still have been written: when
-        the retry then finds the stream, its first event is ours (same id) and the append
-        succeeded.
-        """
-        event = NewEvent(
-            type=USER_CREATED,
-            data=encode_user_created(user),
-            metadata=encode_metadata(correlation_id=correlation_id),
-            content_type="application/json",
-            id=event_id(user, correlation_id) if idempotent else uuid.uuid4(),
-        )
-        stream = stream_name(user.username)
+    def append(self, stream: str, expected: int | None, event: NewEvent) -> int:
+        """Append `event` expecting the stream at revision `expected` (None: no stream yet);
+        return its commit position. Raises `StreamConflict` when the stream is elsewhere."""
         client = self._get_client()
         try:
             position = client.append_to_stream(
                 stream,
-                current_version=StreamState.NO_STREAM,
+                current_version=StreamState.NO_STREAM if expected is None else expected,
                 events=event,
                 timeout=self.timeout / 2,
             )
-        except WrongCurrentVersion as exc:
-            ours = self._recorded_if_ours(client, stream, event.id)
-            if ours is None:
-                raise translate(exc, user.username) from exc
-            position = ours
         except EventStoreDBClientException as exc:
-            raise translate(exc, user.username) from exc
-        # Expecting no stream, the one event is always revision 0 of its stream.
-        return Appended(commit_position=int(position), stream_revision=0)
+            raise translate(exc) from exc
+        return int(position)
 
-    def _recorded_if_ours(self, client: ClientPort, stream: str, event_id: uuid.UUID) -> int | None:
-        """Commit position of the stream's first event if it is the one we sent, else None."""
-        try:
-            first = client.get_stream(stream, limit=1, timeout=self.timeout / 2)
-        except EventStoreDBClientException:
-            return None
-        if first and first[0].id == event_id and first[0].commit_position is not None:
-            log.info("append of %s was written by a timed-out attempt; answering 201", stream)
-            return first[0].commit_position
-        return None
+    def truncate_before(self, stream: str, revision: int) -> bool:
+        """Make `revision` the stream's first readable event (metadata `$tb`), keeping the other
+        metadata; True if this call moved it, False if it already was there or later.
+
+        `$tb` only ever moves forward: it is written expecting the metadata revision it was read
+        at, so a slower caller with an older revision can never make truncated events readable.
+        """
+        client = self._get_client()
+        for _ in range(TRUNCATE_ATTEMPTS):
+            try:
+                metadata, version = client.get_stream_metadata(stream, timeout=self.timeout / 2)
+                current = metadata.get("$tb")
+                if isinstance(current, int) and current >= revision:
+                    return False
+                client.set_stream_metadata(
+                    stream,
+                    metadata={**metadata, "$tb": revision},
+                    current_version=version,
+                    timeout=self.timeout / 2,
+                )
+                return True
+            except WrongCurrentVersion:
+                continue
+            except StreamIsDeleted:
+                return False  # deleted for good: nothing of it is readable any more
+            except EventStoreDBClientException as exc:
+                raise translate(exc) from exc
+        raise EventStoreUnavailable(f"the metadata of {stream} kept changing; try again")
 
     def head_position(self) -> int:
         """Commit position of the newest event of this service (0 when there is none).

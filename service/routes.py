@@ -1,108 +1,55 @@
-"""`POST /users`, `GET /users/<username>` and `GET /health`."""
+"""`POST /users`, `GET /users/<username>` (time travel in `service.history`) and `GET /health`."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
-from pydantic import ValidationError
-from werkzeug.exceptions import RequestEntityTooLarge
 
-from service import request_id
-from service.errors import (
-    ApiError,
-    InvalidJson,
-    UnsupportedMediaType,
-    UserNotFound,
-    ValidationFailed,
-)
-from service.event_store import Appended
+from service import context, history, preconditions, request_id
+from service.bodies import json_object, validated
+from service.errors import ApiError, UserNotFound
 from service.models import CreateUser
-from service.users import Checkpoint, User
+from service.preconditions import etag
+from service.representations import empty, write_headers
+from service.users import Checkpoint
 from usersvc.events import USERNAME_RE, UserCreated, format_timestamp
 
 blueprint = Blueprint("users", __name__)
 
 
-class EventStorePort(Protocol):
-    def create_user(
-        self, user: UserCreated, correlation_id: str, *, idempotent: bool = False
-    ) -> Appended: ...
-    def head_position(self) -> int: ...
-
-
-class UsersPort(Protocol):
-    def get(self, username: str) -> User | None: ...
-    def checkpoint(self, name: str) -> Checkpoint | None: ...
-
-
-def _event_store() -> EventStorePort:
-    store: EventStorePort = current_app.extensions["usersvc.event_store"]
-    return store
-
-
-def _users() -> UsersPort:
-    repo: UsersPort = current_app.extensions["usersvc.users"]
-    return repo
-
-
 @blueprint.post("/users")
 def create_user() -> tuple[Response, int, dict[str, str]]:
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType("send the body as application/json")
-    try:
-        body = orjson.loads(_body())
-    except orjson.JSONDecodeError as exc:
-        raise InvalidJson(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ValidationFailed(
-            "the body must be a JSON object", [{"field": "", "message": "expected an object"}]
-        )
-    try:
-        command = CreateUser.model_validate(body)
-    except ValidationError as exc:
-        raise ValidationFailed(
-            "some fields are invalid",
-            [
-                {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
-                for err in exc.errors()
-            ],
-        ) from None
-    appended = _event_store().create_user(
+    command = validated(CreateUser, json_object())
+    written = context.commands().register(
         UserCreated(command.username, command.full_name, datetime.now(UTC)),
         request_id.current(),
         idempotent=request_id.from_client(),
     )
-    body_out = {
+    body = {
         "username": command.username,
-        "commitPosition": appended.commit_position,
-        "streamRevision": appended.stream_revision,
+        "commitPosition": written.commit_position,
+        "streamRevision": written.revision,
     }
-    return jsonify(body_out), 201, {"Location": f"/users/{command.username}"}
-
-
-def _body() -> bytes:
-    """The request body; a chunked one (no Content-Length) reaching the limit is refused.
-
-    Werkzeug checks Content-Length up front but cuts a chunked body at the limit silently.
-    """
-    data = request.get_data(cache=False)
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is None and limit is not None and len(data) >= limit:
-        raise RequestEntityTooLarge()
-    return data
+    headers = {"Location": f"/users/{command.username}", **write_headers(written, written.revision)}
+    return jsonify(body), 201, headers
 
 
 @blueprint.get("/users/<username>")
 def get_user(username: str) -> Response:
+    if history.TIME_TRAVEL_PARAMETERS & request.args.keys():
+        return history.state_at(username)
     # A name that breaks the username rule cannot exist: no need to ask the database. fullmatch:
     # the pattern's `$` would also match before a trailing newline.
-    user = _users().get(username) if USERNAME_RE.fullmatch(username) else None
+    user = context.users().get(username) if USERNAME_RE.fullmatch(username) else None
     if user is None:
         raise UserNotFound(f"no user {username!r}")
-    return jsonify(
+    tag = etag(user.revision)
+    condition = preconditions.parse(request.headers.get("If-None-Match"))
+    if condition is not None and condition.matches_weakly(user.revision):
+        return empty(304, {"ETag": tag})
+    response = jsonify(
         {
             "id": user.id,
             "username": user.username,
@@ -110,6 +57,8 @@ def get_user(username: str) -> Response:
             "fullName": user.full_name,
         }
     )
+    response.headers["ETag"] = tag
+    return response
 
 
 @blueprint.get("/health")
@@ -119,13 +68,13 @@ def health() -> tuple[Response, int]:
     head: int | None = None
     checkpoint: Checkpoint | None = None
     try:
-        head = _event_store().head_position()
+        head = context.event_store().head_position()
         checks["eventStore"] = {"status": "up", "headPosition": head}
     except ApiError as exc:
         checks["eventStore"] = {"status": "down", "error": exc.message}
         problems.append("event_store_unavailable")
     try:
-        checkpoint = _users().checkpoint(current_app.config["WORKER_NAME"])
+        checkpoint = context.users().checkpoint(current_app.config["WORKER_NAME"])
         checks["database"] = {"status": "up"}
     except ApiError as exc:
         checks["database"] = {"status": "down", "error": exc.message}

@@ -18,6 +18,7 @@ from gunicorn.app.base import BaseApplication
 
 from service.app import close_app, create_app
 from usersvc.settings import Settings
+from usersvc.tokens import load_private_key
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def serve(settings: Settings, *, debug: bool = False) -> int:
+    if settings.auth_signing_key_file is not None:
+        # A bad key file stops start-up here, in one line, not in every gunicorn worker.
+        load_private_key(settings.auth_signing_key_file)
     if debug:
         return _serve_debug(settings)
     try:

@@ -22,6 +22,8 @@ class User:
     username: str
     created_at: datetime
     full_name: str
+    # The stream revision of the last event the worker applied: the ETag of `GET`.
+    revision: int
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,8 @@ def test_post_appends_the_contract_event_and_answers_201(
         "commitPosition": event.commit_position,
         "streamRevision": 0,
     }
+    assert response.headers["X-Commit-Position"] == str(event.commit_position)
+    assert response.headers["ETag"] == '"0"'
     assert event.type == "user-created"
     assert event.content_type == "application/json"
     data = orjson.loads(event.data)
@@ -242,8 +244,9 @@ def test_get_returns_the_row_in_the_original_shape(
     with psycopg.connect(pg_url) as conn:
         conn.execute(
             sql.SQL(
-                'INSERT INTO {} (username, "createdAt", "fullName", "eventId", "commitPosition")'
-                " VALUES (%s, '2024-05-01T12:30:01.234+00', 'Row User', gen_random_uuid(), 7)"
+                'INSERT INTO {} (username, "createdAt", "fullName", "eventId", "commitPosition",'
+                " revision) VALUES"
+                " (%s, '2024-05-01T12:30:01.234+00', 'Row User', gen_random_uuid(), 7, 4)"
             ).format(sql.Identifier(schema, "user")),
             (username,),
         )
@@ -251,7 +254,8 @@ def test_get_returns_the_row_in_the_original_shape(
     assert response.status_code == 200
     body = response.json
     assert body is not None
-    assert set(body) == {"id", "username", "createdAt", "fullName"}
+    assert list(body) == ["id", "username", "createdAt", "fullName"]
+    assert response.headers["ETag"] == '"4"'
     assert body["createdAt"] == "2024-05-01T12:30:01.234Z"
     assert body["fullName"] == "Row User"
 

@@ -13,32 +13,26 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.app import create_app
+from service.commands import event_id
 from service.errors import DatabaseUnavailable, EventStoreUnavailable, UsernameTaken
-from service.event_store import Appended
 from service.users import Checkpoint, User
-from usersvc.events import UserCreated
+from tests.fixtures.memory_store import MemoryStore
+from usersvc.events import UserCreated, decode_event
 from usersvc.settings import Settings
 
+FakeStore = MemoryStore
 
-@dataclass
-class FakeStore:
-    fail: Exception | None = None
-    head: int = 0
-    head_fail: Exception | None = None
-    calls: list[tuple[UserCreated, str, bool]] = field(default_factory=list)
 
-    def create_user(
-        self, user: UserCreated, correlation_id: str, *, idempotent: bool = False
-    ) -> Appended:
-        if self.fail is not None:
-            raise self.fail
-        self.calls.append((user, correlation_id, idempotent))
-        return Appended(commit_position=1000 + len(self.calls))
-
-    def head_position(self) -> int:
-        if self.head_fail is not None:
-            raise self.head_fail
-        return self.head
+def calls(store: MemoryStore) -> list[tuple[UserCreated, str, bool]]:
+    """Each appended `user-created`, its correlation id, and whether its id came from the
+    client's request id (a retry is recognised)."""
+    found = []
+    for _, _, event in store.appended:
+        user = decode_event(event.type, event.data, event.metadata)
+        assert isinstance(user, UserCreated)
+        correlation = orjson.loads(event.metadata)["correlationId"]
+        found.append((user, correlation, event.id == event_id(user, correlation)))
+    return found
 
 
 @dataclass
@@ -70,7 +64,7 @@ def users() -> FakeUsers:
 
 @pytest.fixture
 def app(store: FakeStore, users: FakeUsers) -> Flask:
-    return create_app(Settings(), event_store=store, users=users)
+    return create_app(Settings(), event_store=store, users=users, verifier=None)
 
 
 @pytest.fixture
@@ -98,7 +92,9 @@ def test_post_answers_201_with_location_position_and_revision(
     assert response.status_code == 201
     assert response.headers["Location"] == "/users/donald-le"
     assert response.json == {"username": "donald-le", "commitPosition": 1001, "streamRevision": 0}
-    user, correlation, idempotent = store.calls[0]
+    assert response.headers["X-Commit-Position"] == "1001"
+    assert response.headers["ETag"] == '"0"'
+    user, correlation, idempotent = calls(store)[0]
     assert (user.username, user.full_name, correlation) == ("donald-le", "Donald Le", "abc")
     assert idempotent
     assert user.opened_at.tzinfo is not None
@@ -109,9 +105,9 @@ def test_post_without_request_id_gets_a_fresh_correlation_id(
 ) -> None:
     client.post("/users", json={"username": "a", "fullName": "A"})
     client.post("/users", json={"username": "b", "fullName": "B"})
-    first, second = (call[1] for call in store.calls)
+    first, second = (call[1] for call in calls(store))
     assert first and second and first != second
-    assert not any(call[2] for call in store.calls)
+    assert not any(call[2] for call in calls(store))
 
 
 def test_the_request_id_is_echoed_on_every_response_and_is_the_correlation_id(
@@ -119,7 +115,7 @@ def test_the_request_id_is_echoed_on_every_response_and_is_the_correlation_id(
 ) -> None:
     created = client.post("/users", json={"username": "a", "fullName": "A"})
     made_up = created.headers["X-Request-ID"]
-    assert made_up == store.calls[0][1] and len(made_up) == 36
+    assert made_up == calls(store)[0][1] and len(made_up) == 36
     for response in (
         client.post("/users", json={"username": "b"}, headers={"X-Request-ID": "r-1"}),
         client.get("/users/nobody", headers={"X-Request-ID": "r-1"}),
@@ -137,7 +133,7 @@ def test_a_long_request_id_is_cut_and_a_blank_one_replaced(
         "/users", json={"username": "a", "fullName": "A"}, headers={"X-Request-ID": "r" * 500}
     )
     client.post("/users", json={"username": "b", "fullName": "B"}, headers={"X-Request-ID": "  "})
-    (_, long_id, long_idempotent), (_, blank_id, blank_idempotent) = store.calls
+    (_, long_id, long_idempotent), (_, blank_id, blank_idempotent) = calls(store)
     assert (long_id, long_idempotent) == ("r" * 200, True)
     assert len(blank_id) == 36 and not blank_idempotent
 
@@ -200,7 +196,7 @@ def test_invalid_bodies_are_422_naming_each_field_and_reach_no_store(
     error = error_of(response)
     assert error["code"] == "validation_failed"
     assert {detail["field"] for detail in error["details"]} == fields
-    assert store.calls == []
+    assert calls(store) == []
 
 
 @pytest.mark.parametrize(
@@ -276,7 +272,7 @@ def test_get_returns_the_four_fields_with_utc_iso_created_at(
     client: FlaskClient, users: FakeUsers
 ) -> None:
     created = datetime(2024, 5, 1, 14, 30, 1, 234567, tzinfo=UTC)
-    users.rows["donald-le"] = User(7, "donald-le", created, "Donald Le")
+    users.rows["donald-le"] = User(7, "donald-le", created, "Donald Le", 0)
     response = client.get("/users/donald-le")
     assert response.status_code == 200
     assert response.json == {
@@ -289,7 +285,7 @@ def test_get_returns_the_four_fields_with_utc_iso_created_at(
 
 def test_get_converts_a_non_utc_timestamp_to_utc(client: FlaskClient, users: FakeUsers) -> None:
     paris = datetime(2024, 5, 1, 16, 30, 1, tzinfo=UTC).astimezone(timezone(timedelta(hours=2)))
-    users.rows["p"] = User(1, "p", paris, "P")
+    users.rows["p"] = User(1, "p", paris, "P", 0)
     assert client.get("/users/p").json["createdAt"] == "2024-05-01T16:30:01.000Z"  # type: ignore[index]
 
 
@@ -320,7 +316,8 @@ def test_get_with_the_database_down_is_503_with_retry_after(
     [
         ("get", "/nope", 404, "not_found"),
         ("get", "/users", 405, "method_not_allowed"),
-        ("delete", "/users/a", 405, "method_not_allowed"),
+        ("post", "/users/a", 405, "method_not_allowed"),
+        ("put", "/users/a", 405, "method_not_allowed"),
         ("put", "/users", 405, "method_not_allowed"),
         ("post", "/health", 405, "method_not_allowed"),
     ],

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-import orjson
 import psycopg
 import pytest
 from esdbclient import NewEvent, RecordedEvent, StreamState
@@ -23,18 +21,18 @@ from esdbclient.exceptions import (
     GrpcError,
     InternalError,
     NodeIsNotLeader,
+    NotFound,
     ServiceUnavailable,
     StreamIsDeleted,
     WrongCurrentVersion,
 )
 from psycopg_pool import PoolTimeout
 
-from service.errors import DatabaseUnavailable, EventStoreUnavailable, UsernameTaken
-from service.event_store import HEALTH_TIMEOUT, EventStore, event_id, translate
+from service.errors import DatabaseUnavailable, EventStoreUnavailable
+from service.event_store import HEALTH_TIMEOUT, EventStore, StreamConflict, translate
 from service.users import UserRepository
-from usersvc.events import UserCreated
 
-USER = UserCreated("donald-le", "Donald Le", datetime(2024, 5, 1, 12, 0, tzinfo=UTC))
+NEW = NewEvent(type="user-created", data=b"{}", metadata=b"{}", content_type="application/json")
 
 
 class FakeClient:
@@ -43,6 +41,12 @@ class FakeClient:
         self.position = position
         self.appends: list[dict[str, Any]] = []
         self.recorded: list[RecordedEvent] = []
+        self.reads: list[dict[str, Any]] = []
+        self.metadata: dict[str, Any] = {}
+        self.metadata_version: int | StreamState = StreamState.NO_STREAM
+        self.metadata_writes: list[dict[str, Any]] = []
+        # Raised by the next metadata writes, one each, before they succeed.
+        self.metadata_races: list[Exception] = []
         self.head_timeouts: list[float | None] = []
         self.closed = False
 
@@ -81,9 +85,40 @@ class FakeClient:
         return self.position
 
     def get_stream(
-        self, stream_name: str, *, limit: int = 1, timeout: float | None = None
+        self, stream_name: str, *, timeout: float | None = None
     ) -> Sequence[RecordedEvent]:
+        self.reads.append({"stream": stream_name, "timeout": timeout})
+        if self.fail is not None:
+            raise self.fail
         return self.recorded
+
+    def get_stream_metadata(
+        self, stream_name: str, *, timeout: float | None = None
+    ) -> tuple[dict[str, Any], int | Literal[StreamState.NO_STREAM]]:
+        if self.fail is not None:
+            raise self.fail
+        version = self.metadata_version
+        assert isinstance(version, int) or version is StreamState.NO_STREAM
+        return dict(self.metadata), version
+
+    def set_stream_metadata(
+        self,
+        stream_name: str,
+        *,
+        metadata: dict[str, Any],
+        current_version: int | StreamState = StreamState.ANY,
+        timeout: float | None = None,
+    ) -> None:
+        self.metadata_writes.append(
+            {"stream": stream_name, "metadata": metadata, "version": current_version}
+        )
+        if self.metadata_races:
+            raise self.metadata_races.pop(0)
+        assert current_version == self.metadata_version
+        self.metadata = metadata
+        self.metadata_version = (
+            0 if self.metadata_version is StreamState.NO_STREAM else self.metadata_version + 1
+        )
 
     def close(self) -> None:
         self.closed = True
@@ -93,71 +128,67 @@ def store_with(client: FakeClient, timeout: float = 1.5) -> EventStore:
     return EventStore("esdb://x:1?tls=false", timeout, client_factory=lambda uri: client)
 
 
-def test_the_append_expects_no_stream_with_the_contract_event_within_the_timeout() -> None:
+@pytest.mark.parametrize(("expected", "sent"), [(None, StreamState.NO_STREAM), (4, 4)])
+def test_the_append_expects_the_revision_given_within_the_timeout(
+    expected: int | None, sent: int | StreamState
+) -> None:
     client = FakeClient()
-    appended = store_with(client).create_user(USER, "corr-1")
-    assert (appended.commit_position, appended.stream_revision) == (4242, 0)
+    assert store_with(client).append("user-donald-le", expected, NEW) == 4242
     (call,) = client.appends
     assert call["stream"] == "user-donald-le"
-    assert call["version"] is StreamState.NO_STREAM
+    assert call["version"] == sent
+    assert call["events"] is NEW
     # esdbclient retries a failed call once: two attempts fit in the configured timeout.
     assert call["timeout"] == 0.75
-    event = call["events"]
-    assert event.type == "user-created"
-    assert event.content_type == "application/json"
-    assert orjson.loads(event.data) == {
-        "username": "donald-le",
-        "fullName": "Donald Le",
-        "openedAt": "2024-05-01T12:00:00.000Z",
-    }
-    assert orjson.loads(event.metadata) == {"schemaVersion": 1, "correlationId": "corr-1"}
 
 
-def recorded(event_id: Any, position: int) -> RecordedEvent:
-    return RecordedEvent(
-        type="user-created",
-        data=b"{}",
-        metadata=b"{}",
-        content_type="application/json",
-        id=event_id,
-        stream_name="user-donald-le",
-        stream_position=0,
-        commit_position=position,
-        prepare_position=position,
-    )
+@pytest.mark.parametrize("missing", [NotFound("no stream"), StreamIsDeleted("tombstoned")])
+def test_reading_a_missing_or_tombstoned_stream_gives_no_events(missing: Exception) -> None:
+    client = FakeClient(fail=missing)
+    assert store_with(client).read("user-x") == []
+    assert client.reads == [{"stream": "user-x", "timeout": 0.75}]
 
 
-def test_a_conflict_with_our_own_timed_out_attempt_is_a_success() -> None:
-    client = FakeClient(fail=WrongCurrentVersion("exists"))
-
-    def ours(stream_name: str, **kwargs: Any) -> list[RecordedEvent]:
-        return [recorded(client.appends[-1]["events"].id, 999)]
-
-    client.get_stream = ours  # type: ignore[method-assign]
-    assert store_with(client).create_user(USER, "c").commit_position == 999
-
-
-def test_a_conflict_with_another_event_is_username_taken() -> None:
-    client = FakeClient(fail=WrongCurrentVersion("exists"))
-    client.recorded = [recorded(uuid.uuid4(), 5)]
-    with pytest.raises(UsernameTaken):
-        store_with(client).create_user(USER, "c")
-
-
-def test_each_append_has_its_own_event_id() -> None:
+def test_truncation_keeps_the_other_metadata_and_expects_the_metadata_revision_read() -> None:
     client = FakeClient()
-    store = store_with(client)
-    store.create_user(USER, "a")
-    store.create_user(USER, "b")
-    assert client.appends[0]["events"].id != client.appends[1]["events"].id
+    client.metadata = {"$maxAge": 86400, "$tb": 1}
+    client.metadata_version = 3
+    assert store_with(client).truncate_before("user-x", 5)
+    assert client.metadata_writes == [
+        {"stream": "user-x", "metadata": {"$maxAge": 86400, "$tb": 5}, "version": 3}
+    ]
+
+
+@pytest.mark.parametrize("already", [5, 9])
+def test_truncation_never_moves_tb_back_and_says_it_changed_nothing(already: int) -> None:
+    client = FakeClient()
+    client.metadata = {"$tb": already}
+    client.metadata_version = 0
+    assert not store_with(client).truncate_before("user-x", 5)
+    assert client.metadata_writes == []
+
+
+def test_truncation_reads_again_when_the_metadata_moved_meanwhile() -> None:
+    client = FakeClient()
+    client.metadata_races = [WrongCurrentVersion("moved")]
+    assert store_with(client).truncate_before("user-x", 2)
+    assert len(client.metadata_writes) == 2
+    assert client.metadata == {"$tb": 2}
+
+
+def test_truncation_that_keeps_racing_is_unavailable_not_a_lie() -> None:
+    client = FakeClient()
+    client.metadata_races = [WrongCurrentVersion("moved")] * 10
+    with pytest.raises(EventStoreUnavailable):
+        store_with(client).truncate_before("user-x", 2)
 
 
 @pytest.mark.parametrize(
     ("raised", "expected"),
     [
-        (WrongCurrentVersion("stream exists"), UsernameTaken),
-        (StreamIsDeleted("gone"), UsernameTaken),
-        (FailedPrecondition("Stream 'user-x' is deleted"), UsernameTaken),
+        (WrongCurrentVersion("stream exists"), StreamConflict),
+        (StreamIsDeleted("gone"), StreamConflict),
+        (FailedPrecondition("Stream 'user-x' is deleted"), StreamConflict),
         (ServiceUnavailable("connection refused"), EventStoreUnavailable),
         (DeadlineExceeded("slow"), EventStoreUnavailable),
         (GrpcDeadlineExceeded("slow"), EventStoreUnavailable),
@@ -169,12 +200,25 @@ def test_each_append_has_its_own_event_id() -> None:
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else value.__name__,
 )
-def test_esdbclient_exceptions_are_translated(
+def test_esdbclient_exceptions_of_an_append_are_translated(
     raised: EventStoreDBClientException, expected: type[Exception]
 ) -> None:
     with pytest.raises(expected) as caught:
-        store_with(FakeClient(fail=raised)).create_user(USER, "c")
+        store_with(FakeClient(fail=raised)).append("user-x", None, NEW)
     assert caught.value.__cause__ is raised
+
+
+@pytest.mark.parametrize(
+    "raised", [ServiceUnavailable("connection refused"), DeadlineExceeded("slow")]
+)
+def test_an_outage_while_reading_or_truncating_is_unavailable(
+    raised: EventStoreDBClientException,
+) -> None:
+    store = store_with(FakeClient(fail=raised))
+    with pytest.raises(EventStoreUnavailable):
+        store.read("user-x")
+    with pytest.raises(EventStoreUnavailable):
+        store.truncate_before("user-x", 1)
 
 
 @pytest.mark.parametrize(
@@ -190,9 +234,9 @@ def test_esdbclient_exceptions_are_translated(
 def test_other_esdbclient_exceptions_stay_errors_for_a_500(
     raised: EventStoreDBClientException,
 ) -> None:
-    assert translate(raised, "x") is raised
+    assert translate(raised) is raised
     with pytest.raises(type(raised)):
-        store_with(FakeClient(fail=raised)).create_user(USER, "c")
+        store_with(FakeClient(fail=raised)).append("user-x", None, NEW)
 
 
 def test_a_client_that_cannot_be_built_is_unavailable_and_retried_next_time() -> None:
@@ -207,8 +251,8 @@ def test_a_client_that_cannot_be_built_is_unavailable_and_retried_next_time() ->
 
     store = EventStore("esdb://x:1?tls=false", 1.0, client_factory=factory)
     with pytest.raises(EventStoreUnavailable):
-        store.create_user(USER, "c")
-    assert store.create_user(USER, "c").commit_position == 4242
+        store.append("user-x", None, NEW)
+    assert store.append("user-x", None, NEW) == 4242
     assert len(attempts) == 2
 
 
@@ -282,20 +326,8 @@ def test_a_programming_error_in_sql_is_not_disguised_as_unavailable() -> None:
 
 def test_the_repository_queries_the_schema_table_by_username() -> None:
     created = datetime(2024, 5, 1, tzinfo=UTC)
-    pool = FakePool(row=(3, "ann", created, "Ann"))
+    pool = FakePool(row=(3, "ann", created, "Ann", 2))
     user = UserRepository(pool, "my_schema").get("ann")  # type: ignore[arg-type]
-    assert user is not None and (user.id, user.full_name) == (3, "Ann")
+    assert user is not None and (user.id, user.full_name, user.revision) == (3, "Ann", 2)
     query, params = pool.queries[0]
     assert '"my_schema"."user"' in query and params == ("ann",)
-
-
-def test_a_request_id_gives_a_stable_event_id_for_the_same_request_only() -> None:
-    client = FakeClient()
-    store = store_with(client)
-    store.create_user(USER, "req-1", idempotent=True)
-    store.create_user(USER, "req-1", idempotent=True)
-    store.create_user(USER, "req-2", idempotent=True)
-    store.create_user(UserCreated("donald-le", "Other", USER.opened_at), "req-1", idempotent=True)
-    ids = [call["events"].id for call in client.appends]
-    assert ids[0] == ids[1] == event_id(USER, "req-1")
-    assert len({ids[0], ids[2], ids[3]}) == 3

@@ -1,0 +1,124 @@
+"""The user aggregate: a user's stream as read, decoded, and folded with the one fold.
+
+Commands decide against `UserStream.state`; history and time travel look at `UserStream.life()`,
+the events of the current life only (DESIGN §2): from the `user-created` that started the life the
+user is living now. A deleted user, or one that never existed, has no current life, so nothing of
+an earlier life is shown, whether or not its events are still readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from esdbclient import RecordedEvent
+
+from service.errors import EventUnreadable
+from usersvc.events import MalformedEvent, UserEvent, decode_event, schema_version_of
+from usersvc.lifecycle import State, User, evolve, fold
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One recorded event of the stream, decoded (`event` is None for a type that is not a
+    user's event: it is kept for the history but changes no state)."""
+
+    revision: int
+    commit_position: int | None
+    recorded_at: datetime | None
+    type: str
+    schema_version: int
+    event: UserEvent | None
+    data: bytes
+
+
+@dataclass(frozen=True)
+class UserStream:
+    username: str
+    events: tuple[StreamEvent, ...]
+    state: State
+    # Index in `events` of the event that started the current life; None when there is none.
+    life_index: int | None
+
+    @property
+    def revision(self) -> int | None:
+        """The revision the stream was read at (of its last event); None for no stream."""
+        return self.events[-1].revision if self.events else None
+
+    @property
+    def user(self) -> User | None:
+        return self.state if isinstance(self.state, User) else None
+
+    def life(self) -> tuple[StreamEvent, ...]:
+        """The events of the current life, in order; () when the user is not alive."""
+        return () if self.life_index is None else self.events[self.life_index :]
+
+    def commit_position_of(self, revision: int) -> int | None:
+        for recorded in reversed(self.events):
+            if recorded.revision == revision:
+                return recorded.commit_position
+        return None
+
+    def at_revision(self, revision: int) -> User | None:
+        """The user as of `revision` of the current life; None before the life started."""
+        return _user(fold(_pairs(e for e in self.life() if e.revision <= revision)))
+
+    def as_of(self, moment: datetime) -> User | None:
+        """The user as of `moment`: the current life's events up to the first one recorded
+        later (the rule of `usersvc replay --until`); None before the life started."""
+        prefix: list[StreamEvent] = []
+        for recorded in self.life():
+            if recorded.recorded_at is None or recorded.recorded_at > moment:
+                break
+            prefix.append(recorded)
+        return _user(fold(_pairs(prefix)))
+
+
+def load(username: str, records: Sequence[RecordedEvent]) -> UserStream:
+    """Decode and fold the recorded events of `user-<username>`.
+
+    Raises `EventUnreadable` naming the first event this code cannot decode.
+    """
+    events = tuple(_decoded(username, record) for record in records)
+    state: State = None
+    life_index: int | None = None
+    for index, recorded in enumerate(events):
+        if recorded.event is None:
+            continue
+        before = state
+        state = evolve(state, recorded.event, recorded.revision)
+        if isinstance(state, User) and not isinstance(before, User):
+            life_index = index
+    return UserStream(username, events, state, life_index if isinstance(state, User) else None)
+
+
+def _decoded(username: str, record: RecordedEvent) -> StreamEvent:
+    try:
+        event = decode_event(record.type, record.data, record.metadata)
+    except MalformedEvent as exc:
+        raise EventUnreadable(
+            f"event {record.stream_position} of {username!r} ({record.type}) cannot be read by "
+            f"this version of the service: {exc}"
+        ) from None
+    try:
+        version = schema_version_of(record.metadata)
+    except MalformedEvent:
+        version = 1  # only for a type that is not ours: ours were checked by decode_event
+    return StreamEvent(
+        revision=record.stream_position,
+        commit_position=record.commit_position,
+        recorded_at=record.recorded_at,
+        type=record.type,
+        schema_version=version,
+        event=event,
+        data=record.data,
+    )
+
+
+def _pairs(events: Iterable[StreamEvent]) -> Iterable[tuple[int, UserEvent]]:
+    return ((e.revision, e.event) for e in events if e.event is not None)
+
+
+def _user(state: State) -> User | None:
+    return state if isinstance(state, User) else None
