@@ -70,7 +70,10 @@ def load_private_key(path: Path) -> PrivateKey:
         ) from None
     if not isinstance(key, PrivateKey):
         raise SigningKeyError(f"signing key {path}: a {type(key).__name__} cannot sign tokens")
-    algorithm_for(key)
+    try:
+        algorithm_for(key)
+    except SigningKeyError as exc:
+        raise SigningKeyError(f"signing key {path}: {exc}") from None
     return key
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from usersvc.settings import Settings, load_settings
+from usersvc_cli.token_command import dev_admin_token, dev_signing_key
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def run_dev(options: DevOptions) -> int:
     settings = load_settings()
     data_dir = Path(options.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    key_file = dev_signing_key(settings, data_dir)
     http_port = options.http_port if options.http_port is not None else settings.http_port
     for port, what, flag in (
         (options.esdb_port, "emulator", "--esdb-port"),
@@ -80,6 +82,9 @@ def run_dev(options: DevOptions) -> int:
                 "DATABASE_URL": database_url,
                 "DATABASE_SCHEMA": settings.database_schema,
                 "HTTP_PORT": str(http_port),
+                # Tokens signed with the development key (`usersvc token`) are the ones accepted.
+                "AUTH_SIGNING_KEY_FILE": str(key_file),
+                "AUTH_JWKS_URL": "",
             }
             serve_args = ["serve", "--debug"] if options.debug else ["serve"]
             service = _spawn(children, *serve_args, env=env)
@@ -93,6 +98,8 @@ def run_dev(options: DevOptions) -> int:
                 db_label=db_label,
                 data_dir=data_dir,
             )
+            sys.stdout.write(dev_admin_token(settings, key_file))
+            sys.stdout.flush()
             return _supervise(children, stop)
     except DevError as exc:
         log.error("%s", exc)

@@ -53,6 +53,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from usersvc_cli.repro_commands import register as register_repro
+    from usersvc_cli.token_command import register as register_token
 
     parser = argparse.ArgumentParser(prog="usersvc", description="Event-sourced user service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(run=_dev)
 
     register_repro(commands)
+    register_token(commands)
     return parser
 
 

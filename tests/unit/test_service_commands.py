@@ -18,7 +18,7 @@ from service.errors import (
     UserNotFound,
 )
 from service.preconditions import Condition, parse
-from tests.fixtures.memory_store import MemoryStore
+from tests.fixtures.service_fakes import MemoryStore
 from usersvc.events import UserCreated
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -16,7 +15,7 @@ from service.app import create_app
 from service.commands import event_id
 from service.errors import DatabaseUnavailable, EventStoreUnavailable, UsernameTaken
 from service.users import Checkpoint, User
-from tests.fixtures.memory_store import MemoryStore
+from tests.fixtures.service_fakes import FakeUsers, MemoryStore
 from usersvc.events import UserCreated, decode_event
 from usersvc.settings import Settings
 
@@ -33,23 +32,6 @@ def calls(store: MemoryStore) -> list[tuple[UserCreated, str, bool]]:
         correlation = orjson.loads(event.metadata)["correlationId"]
         found.append((user, correlation, event.id == event_id(user, correlation)))
     return found
-
-
-@dataclass
-class FakeUsers:
-    rows: dict[str, User] = field(default_factory=dict)
-    saved: Checkpoint | None = None
-    fail: Exception | None = None
-
-    def get(self, username: str) -> User | None:
-        if self.fail is not None:
-            raise self.fail
-        return self.rows.get(username)
-
-    def checkpoint(self, name: str) -> Checkpoint | None:
-        if self.fail is not None:
-            raise self.fail
-        return self.saved
 
 
 @pytest.fixture
