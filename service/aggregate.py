@@ -66,10 +66,14 @@ class UserStream:
 
     def as_of(self, moment: datetime) -> User | None:
         """The user as of `moment`: the current life's events up to the first one recorded
-        later (the rule of `usersvc replay --until`); None before the life started."""
+        later (the rule of `usersvc replay --until`); None before the life started.
+
+        Times compare at the millisecond, the precision the history shows them at: `asOf` set to
+        an event's `recordedAt` includes that event.
+        """
         prefix: list[StreamEvent] = []
         for recorded in self.life():
-            if recorded.recorded_at is None or recorded.recorded_at > moment:
+            if recorded.recorded_at is None or _to_millisecond(recorded.recorded_at) > moment:
                 break
             prefix.append(recorded)
         return _user(fold(_pairs(prefix)))
@@ -118,6 +122,10 @@ def _decoded(username: str, record: RecordedEvent) -> StreamEvent:
 
 def _pairs(events: Iterable[StreamEvent]) -> Iterable[tuple[int, UserEvent]]:
     return ((e.revision, e.event) for e in events if e.event is not None)
+
+
+def _to_millisecond(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _user(state: State) -> User | None:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.fixtures.processes import System, free_port, stop_process, wait_for_http
+from tests.fixtures.tokens import AUDIENCE, ISSUER, Signer, make_signer
 
 
 def usersvc(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -19,8 +20,16 @@ def usersvc(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.fixture(scope="session")
+def signer(tmp_path_factory: pytest.TempPathFactory) -> Signer:
+    """The key the `system`'s service trusts: it signs the tests' bearer tokens."""
+    return make_signer(tmp_path_factory.mktemp("auth"))
+
+
 @pytest.fixture
-def system(esdb_url: str, pg_url: str, schema: str, unique: str) -> Iterator[System]:
+def system(
+    esdb_url: str, pg_url: str, schema: str, unique: str, signer: Signer
+) -> Iterator[System]:
     port = free_port()
     worker_name = f"e2e-{unique}"
     env = {
@@ -30,6 +39,10 @@ def system(esdb_url: str, pg_url: str, schema: str, unique: str) -> Iterator[Sys
         "HTTP_PORT": str(port),
         "WORKER_NAME": worker_name,
         "LOG_LEVEL": "WARNING",
+        "AUTH_SIGNING_KEY_FILE": str(signer.key_file),
+        "AUTH_ISSUER": ISSUER,
+        "AUTH_AUDIENCE": AUDIENCE,
+        "AUTH_JWKS_URL": "",
     }
     service = usersvc("serve", env=env)
     worker = usersvc("worker", env=env)

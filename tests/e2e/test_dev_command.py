@@ -32,6 +32,8 @@ class DevProcess:
             if k not in {"DATABASE_URL", "DATABASE_SCHEMA", "ESDB_CONNECTION_STRING"}
         }
         env.update({"USERSVC_CONFIG": str(ROOT / "config.toml"), "LOG_LEVEL": "WARNING"})
+        self.env = env
+        self.data_dir = data_dir
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -59,6 +61,16 @@ class DevProcess:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.put(line)
+
+    def admin_token(self) -> str:
+        """The token of the line `Admin token: ...` that follows the announcement."""
+        while True:
+            try:
+                line = self.lines.get(timeout=STARTUP_TIMEOUT)
+            except queue.Empty:
+                raise AssertionError("usersvc dev printed no 'Admin token:' line") from None
+            if line.startswith("Admin token: "):
+                return line.removeprefix("Admin token: ").strip()
 
     def _announced(self, label: str) -> str:
         while True:
@@ -125,10 +137,36 @@ def test_dev_runs_the_whole_system_and_keeps_data_across_restarts(start_dev, uni
         timeout=30,
     )
     assert httpx.get(f"{dev.base_url}/users/{username}").json()["fullName"] == "Dev User"
+    admin = {"Authorization": f"Bearer {dev.admin_token()}"}
+    assert httpx.get(f"{dev.base_url}/users/{username}/events", headers=admin).status_code == 200
     assert dev.interrupt() == 0
 
     again = start_dev()
     assert httpx.get(f"{again.base_url}/users/{username}").json()["fullName"] == "Dev User"
     duplicate = httpx.post(f"{again.base_url}/users", json={"username": username, "fullName": "X"})
     assert duplicate.status_code == 409
+    # The key is kept: the first run's admin token still works, and `usersvc token` signs with it.
+    assert httpx.get(f"{again.base_url}/users/{username}/events", headers=admin).status_code == 200
+    minted = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "usersvc_cli.main",
+            "token",
+            "--sub",
+            username,
+            "--data-dir",
+            str(again.data_dir),
+        ],
+        env=again.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    changed = httpx.patch(
+        f"{again.base_url}/users/{username}",
+        json={"fullName": "Renamed"},
+        headers={"Authorization": f"Bearer {minted.stdout.strip()}", "If-Match": '"0"'},
+    )
+    assert changed.status_code == 200, changed.text
     assert again.interrupt() == 0

@@ -109,6 +109,16 @@ def test_time_travel_folds_the_stream_up_to_the_point(
     assert response.headers["ETag"] == tag
 
 
+def test_as_of_an_events_recorded_at_includes_that_event(tmp_path: Path) -> None:
+    service = fake_service(tmp_path)
+    service.store.clock = lambda: T0.replace(microsecond=123456)
+    service.create("ann")
+    recorded_at = get(service, "/users/ann/events").json["events"][0]["recordedAt"]
+    assert recorded_at == "2024-05-01T12:00:00.123Z"
+    assert get(service, f"/users/ann?asOf={recorded_at}").status_code == 200
+    assert get(service, "/users/ann?asOf=2024-05-01T12:00:00.122Z").status_code == 404
+
+
 def test_time_travel_before_the_user_existed_is_404(svc: FakeService) -> None:
     response = get(svc, "/users/ann?asOf=2024-05-01T11:59:59Z")
     assert response.status_code == 404
