@@ -15,8 +15,14 @@ from datetime import datetime
 from esdbclient import RecordedEvent
 
 from service.errors import EventUnreadable
-from usersvc.events import MalformedEvent, UserEvent, decode_event, schema_version_of
-from usersvc.lifecycle import State, User, evolve, fold
+from usersvc.events import (
+    MalformedEvent,
+    UserDeleted,
+    UserEvent,
+    decode_event,
+    schema_version_of,
+)
+from usersvc.lifecycle import Deleted, State, User, evolve, fold
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +41,16 @@ class StreamEvent:
 
 @dataclass(frozen=True)
 class UserStream:
+    """What a command, the history and time travel need of a stream: the state it folds to, and
+    the events of the current life (when the user is not alive, only those from its deletion
+    on). The earlier events are read once and folded, then let go."""
+
     username: str
     events: tuple[StreamEvent, ...]
     state: State
-    # Index in `events` of the event that started the current life; None when there is none.
-    life_index: int | None
-
-    @property
-    def revision(self) -> int | None:
-        """The revision the stream was read at (of its last event); None for no stream."""
-        return self.events[-1].revision if self.events else None
+    # The revision of the stream's last event (None: no stream); it may be past `events[-1]`
+    # when nothing was kept of its tail (a type that is not ours after a user who never lived).
+    revision: int | None = None
 
     @property
     def user(self) -> User | None:
@@ -52,7 +58,7 @@ class UserStream:
 
     def life(self) -> tuple[StreamEvent, ...]:
         """The events of the current life, in order; () when the user is not alive."""
-        return () if self.life_index is None else self.events[self.life_index :]
+        return self.events if isinstance(self.state, User) else ()
 
     def commit_position_of(self, revision: int) -> int | None:
         for recorded in reversed(self.events):
@@ -84,17 +90,36 @@ def load(username: str, records: Sequence[RecordedEvent]) -> UserStream:
 
     Raises `EventUnreadable` naming the first event this code cannot decode.
     """
-    events = tuple(_decoded(username, record) for record in records)
-    state: State = None
-    life_index: int | None = None
-    for index, recorded in enumerate(events):
-        if recorded.event is None:
+    return extend(UserStream(username, (), None), records)
+
+
+def extend(stream: UserStream, records: Sequence[RecordedEvent]) -> UserStream:
+    """`stream` with the events recorded after it (`records`, in order) folded in."""
+    if not records:
+        return stream
+    events = stream.events + tuple(_decoded(stream.username, record) for record in records)
+    state = stream.state
+    # Where the current life started, and where the last deletion is, in `events`: what came
+    # before them is never shown. A stream kept earlier starts at one of them.
+    life_start = 0 if isinstance(state, User) else None
+    deletion = 0 if isinstance(state, Deleted) else None
+    for index in range(len(stream.events), len(events)):
+        event = events[index].event
+        if event is None:
             continue
         before = state
-        state = evolve(state, recorded.event, recorded.revision)
+        state = evolve(state, event, events[index].revision)
         if isinstance(state, User) and not isinstance(before, User):
-            life_index = index
-    return UserStream(username, events, state, life_index if isinstance(state, User) else None)
+            life_start = index
+        elif isinstance(event, UserDeleted):
+            deletion = index
+    if isinstance(state, User):
+        kept = events[life_start or 0 :]
+    elif isinstance(state, Deleted):
+        kept = events[deletion or 0 :]
+    else:
+        kept = ()
+    return UserStream(stream.username, kept, state, records[-1].stream_position)
 
 
 def _decoded(username: str, record: RecordedEvent) -> StreamEvent:

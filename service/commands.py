@@ -18,10 +18,11 @@ from typing import Protocol
 
 from esdbclient import NewEvent, RecordedEvent
 
-from service.aggregate import UserStream, load
+from service.aggregate import UserStream, extend, load
 from service.errors import PreconditionFailed, UsernameTaken, UserNotFound
 from service.event_store import StreamConflict
 from service.preconditions import Condition, etag
+from service.stream_cache import StreamCache
 from usersvc.events import (
     SCHEMA_VERSIONS,
     USER_DELETED,
@@ -46,6 +47,7 @@ CREATE_ATTEMPTS = 3
 
 class StorePort(Protocol):
     def read(self, stream: str) -> Sequence[RecordedEvent]: ...
+    def read_from(self, stream: str, revision: int) -> Sequence[RecordedEvent] | None: ...
     def append(self, stream: str, expected: int | None, event: NewEvent) -> int: ...
     def truncate_before(self, stream: str, revision: int) -> bool: ...
 
@@ -85,13 +87,27 @@ def new_event(event: UserEvent, correlation_id: str, event_id: uuid.UUID | None 
 
 class UserCommands:
     def __init__(
-        self, store: StorePort, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        store: StorePort,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        cache: StreamCache | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
+        self.cache = cache if cache is not None else StreamCache()
 
     def load(self, username: str) -> UserStream:
-        return load(username, self.store.read(stream_name(username)))
+        """The user's stream as it is now: what this process folded before (`StreamCache`)
+        extended with what was appended since, or the whole stream read and folded."""
+        stream = stream_name(username)
+        kept = self.cache.get(username)
+        if kept is None or kept.revision is None:
+            current = load(username, self.store.read(stream))
+        else:
+            newer = self.store.read_from(stream, kept.revision + 1)
+            current = load(username, []) if newer is None else extend(kept, newer)
+        self.cache.put(current)
+        return current
 
     def register(
         self, user: UserCreated, correlation_id: str, *, idempotent: bool = False

@@ -86,7 +86,11 @@ class ClientPort(Protocol):
     ) -> int: ...
 
     def get_stream(
-        self, stream_name: str, *, timeout: float | None = None
+        self,
+        stream_name: str,
+        *,
+        stream_position: int | None = None,
+        timeout: float | None = None,
     ) -> Sequence[RecordedEvent]: ...
 
     def get_stream_metadata(
@@ -151,6 +155,17 @@ class EventStore:
             return client.get_stream(stream, timeout=self.timeout / 2)
         except (NotFound, StreamIsDeleted):
             return []
+        except EventStoreDBClientException as exc:
+            raise translate(exc) from exc
+
+    def read_from(self, stream: str, revision: int) -> Sequence[RecordedEvent] | None:
+        """The readable events of `stream` from `revision` on (none when it has no more); None
+        when the stream no longer exists (deleted outside usersvc)."""
+        client = self._get_client()
+        try:
+            return client.get_stream(stream, stream_position=revision, timeout=self.timeout / 2)
+        except (NotFound, StreamIsDeleted):
+            return None
         except EventStoreDBClientException as exc:
             raise translate(exc) from exc
 

@@ -219,3 +219,54 @@ def test_an_event_this_code_cannot_read_is_500_naming_it_and_nothing_is_written(
         assert error["code"] == "event_unreadable"
         assert f"event 1 of {username!r}" in error["message"]
     assert len(esdb.get_stream(stream)) == 2
+
+
+@pytest.fixture
+def other_client(esdb_url: str, pg_url: str, schema: str, signer: Signer) -> Iterator[FlaskClient]:
+    """A second service process: its own EventStore client and its own kept streams."""
+    settings = auth_settings(
+        signer.key_file,
+        esdb_connection_string=esdb_url,
+        database_url=pg_url,
+        database_schema=schema,
+        esdb_timeout=3.0,
+    )
+    application = create_app(settings)
+    yield application.test_client()
+    close_app(application)
+
+
+def test_a_deletion_through_another_process_hides_what_this_one_had_folded(
+    client: FlaskClient, other_client: FlaskClient, signer: Signer, unique: str
+) -> None:
+    username = f"two-{unique}"
+    create(client, username)
+    auth = signer.bearer(username)
+    changed = client.patch(
+        f"/users/{username}", json={"fullName": "Ann B"}, headers={**auth, "If-Match": '"0"'}
+    )
+    assert changed.status_code == 200
+    assert client.get(f"/users/{username}/events", headers=auth).status_code == 200
+    deleted = other_client.delete(f"/users/{username}", headers={**auth, "If-Match": '"1"'})
+    assert deleted.status_code == 204
+    for path in [f"/users/{username}/events", f"/users/{username}?atRevision=0"]:
+        assert client.get(path, headers=auth).status_code == 404, path
+    again = other_client.post("/users", json={"username": username, "fullName": "New"})
+    assert again.status_code == 201
+    history = client.get(f"/users/{username}/events", headers=auth).json
+    assert [e["revision"] for e in history["events"]] == [3]  # type: ignore[index]
+
+
+def test_a_stream_tombstoned_outside_usersvc_is_gone_for_a_process_that_had_it(
+    client: FlaskClient, esdb: EventStoreDBClient, signer: Signer, unique: str
+) -> None:
+    username = f"tomb-{unique}"
+    create(client, username)
+    auth = signer.bearer(username)
+    assert client.get(f"/users/{username}/events", headers=auth).status_code == 200
+    esdb.tombstone_stream(stream_name(username), current_version=0)
+    response = client.patch(
+        f"/users/{username}", json={"fullName": "X"}, headers={**auth, "If-Match": '"0"'}
+    )
+    assert response.status_code == 404
+    assert client.get(f"/users/{username}/events", headers=auth).status_code == 404

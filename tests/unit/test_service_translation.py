@@ -85,9 +85,13 @@ class FakeClient:
         return self.position
 
     def get_stream(
-        self, stream_name: str, *, timeout: float | None = None
+        self,
+        stream_name: str,
+        *,
+        stream_position: int | None = None,
+        timeout: float | None = None,
     ) -> Sequence[RecordedEvent]:
-        self.reads.append({"stream": stream_name, "timeout": timeout})
+        self.reads.append({"stream": stream_name, "from": stream_position, "timeout": timeout})
         if self.fail is not None:
             raise self.fail
         return self.recorded
@@ -146,7 +150,11 @@ def test_the_append_expects_the_revision_given_within_the_timeout(
 def test_reading_a_missing_or_tombstoned_stream_gives_no_events(missing: Exception) -> None:
     client = FakeClient(fail=missing)
     assert store_with(client).read("user-x") == []
-    assert client.reads == [{"stream": "user-x", "timeout": 0.75}]
+    assert store_with(client).read_from("user-x", 3) is None
+    assert client.reads == [
+        {"stream": "user-x", "from": None, "timeout": 0.75},
+        {"stream": "user-x", "from": 3, "timeout": 0.75},
+    ]
 
 
 def test_truncation_keeps_the_other_metadata_and_expects_the_metadata_revision_read() -> None:
