@@ -4,6 +4,7 @@ truncation metadata, events this code cannot read (Flask's test client for HTTP)
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from esdbclient import EventStoreDBClient, NewEvent, RecordedEvent
 from flask import Flask
 from flask.testing import FlaskClient
 
+from esdb_emulator import EmbeddedServer
 from service.app import close_app, create_app
 from service.event_store import EventStore
 from tests.fixtures.service_app import auth_settings
@@ -36,6 +38,34 @@ def esdb(esdb_url: str) -> Iterator[EventStoreDBClient]:
     client = EventStoreDBClient(esdb_url)
     yield client
     client.close()
+
+
+@dataclass
+class Private:
+    """A service on an EventStoreDB of this test's own: for streams no worker of another test
+    may read in `$all` (an event no code can project, a tombstone)."""
+
+    client: FlaskClient
+    esdb: EventStoreDBClient
+
+
+@pytest.fixture
+def private(tmp_path: Path, pg_url: str, schema: str, signer: Signer) -> Iterator[Private]:
+    with EmbeddedServer(data_dir=tmp_path / "esdb") as server:
+        settings = auth_settings(
+            signer.key_file,
+            esdb_connection_string=server.connection_string,
+            database_url=pg_url,
+            database_schema=schema,
+            esdb_timeout=3.0,
+        )
+        application = create_app(settings)
+        esdb = EventStoreDBClient(server.connection_string)
+        try:
+            yield Private(application.test_client(), esdb)
+        finally:
+            esdb.close()
+            close_app(application)
 
 
 class RacedStore(EventStore):
@@ -192,8 +222,9 @@ def test_a_retried_post_after_registering_again_is_recognised(
 
 
 def test_an_event_this_code_cannot_read_is_500_naming_it_and_nothing_is_written(
-    client: FlaskClient, esdb: EventStoreDBClient, signer: Signer, unique: str
+    private: Private, signer: Signer, unique: str
 ) -> None:
+    client, esdb = private.client, private.esdb
     username = f"future-{unique}"
     create(client, username)
     stream = stream_name(username)
@@ -258,8 +289,9 @@ def test_a_deletion_through_another_process_hides_what_this_one_had_folded(
 
 
 def test_a_stream_tombstoned_outside_usersvc_is_gone_for_a_process_that_had_it(
-    client: FlaskClient, esdb: EventStoreDBClient, signer: Signer, unique: str
+    private: Private, signer: Signer, unique: str
 ) -> None:
+    client, esdb = private.client, private.esdb
     username = f"tomb-{unique}"
     create(client, username)
     auth = signer.bearer(username)
