@@ -33,8 +33,8 @@ from contextlib import contextmanager
 import grpc
 from esdbclient import CaughtUp, EventStoreDBClient, NewEvent, StreamState
 
-from esdb_emulator.records import Record
-from esdb_emulator.wire import event_response
+from esdb_emulator.model import Record
+from esdb_emulator.rpc.wire import event_response
 
 BASELINE_METHOD = "/bench.Bare/Stream"
 CONCURRENT_CLIENTS = 8

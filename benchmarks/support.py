@@ -75,7 +75,8 @@ def emulator_process(bundle: Path | None = None) -> Iterator[str]:
     command = [
         sys.executable,
         "-m",
-        "esdb_emulator",
+        "usersvc_cli.main",
+        "emulator",
         "--mem",
         "--port",
         str(port),

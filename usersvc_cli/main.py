@@ -89,10 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:
-        # The emulator owns its options; hand them over untouched.
-        from esdb_emulator.cli import main as emulator_main
+        # The emulator's own options plus --import; handed over untouched.
+        from usersvc_cli.emulator_command import run as run_emulator
 
-        return emulator_main(argv[1:])
+        return run_emulator(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         configure_logging(load_settings().log_level)

@@ -1,4 +1,5 @@
-"""What the store says when it refuses something; the servicers turn these into gRPC statuses."""
+"""What the store says when it refuses something. The protocol layer turns each into the real
+server's status and texts (`esdb_emulator.rpc.statuses`); these messages are for Python callers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ class WrongExpectedVersion(StoreError):
     """`current` is the raw last revision (-1 when the stream was never written)."""
 
     def __init__(self, stream: str, expected: int, current: int) -> None:
-        super().__init__(f"{stream}: expected {expected}, current {current}")
+        super().__init__(f"stream {stream!r}: expected version {expected}, current {current}")
         self.stream = stream
         self.expected = expected
         self.current = current
@@ -19,19 +20,21 @@ class WrongExpectedVersion(StoreError):
 
 class StreamDeleted(StoreError):
     def __init__(self, stream: str) -> None:
-        super().__init__(f"Event stream '{stream}' is deleted.")
+        super().__init__(f"stream {stream!r} is deleted")
+        self.stream = stream
+
+
+class StreamNotFound(StoreError):
+    def __init__(self, stream: str) -> None:
+        super().__init__(f"stream {stream!r} is not found")
         self.stream = stream
 
 
 class MaximumAppendSizeExceeded(StoreError):
     def __init__(self, limit: int) -> None:
-        super().__init__(f"Maximum Append Size of {limit} Exceeded.")
+        super().__init__(f"an append is limited to {limit} bytes")
         self.limit = limit
 
 
 class BadRequest(StoreError):
-    pass
-
-
-class CorruptLog(StoreError):
     pass

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-from esdb_emulator.errors import StreamDeleted, WrongExpectedVersion
+from esdb_emulator.model.errors import StreamDeleted, WrongExpectedVersion
 
 ANY = -2
 NO_STREAM = -1

@@ -14,10 +14,8 @@ from typing import Any
 import grpc
 from esdbclient.protos.Grpc import streams_pb2
 
-from esdb_emulator import wire
-from esdb_emulator.errors import StreamDeleted
-from esdb_emulator.records import MAX_REVISION
-from esdb_emulator.store import Store
+from esdb_emulator.model import MAX_REVISION, Store, StreamDeleted
+from esdb_emulator.rpc import wire
 
 CHUNK = 1024
 LIVE_POLL = 0.5  # seconds between checks that the client is still there while idle
@@ -25,17 +23,17 @@ ReadResp = streams_pb2.ReadResp
 
 
 def _confirmation() -> bytes:
-    wire: bytes = ReadResp(
+    reply: bytes = ReadResp(
         confirmation=ReadResp.SubscriptionConfirmation(subscription_id=str(uuid.uuid4()))
     ).SerializeToString()
-    return wire
+    return reply
 
 
 def _checkpoint(position: int) -> bytes:
-    wire: bytes = ReadResp(
+    reply: bytes = ReadResp(
         checkpoint=ReadResp.Checkpoint(commit_position=position, prepare_position=position)
     ).SerializeToString()
-    return wire
+    return reply
 
 
 _CAUGHT_UP = ReadResp(caught_up=ReadResp.CaughtUp()).SerializeToString()
