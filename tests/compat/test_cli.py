@@ -1,80 +1,103 @@
-"""Emulator-only: `python -m esdb_emulator` serves until SIGTERM and exits 0."""
+"""The emulator's commands: `python -m esdb_emulator` serves until SIGTERM and exits 0, and
+`usersvc emulator --import FILE` loads a usersvc bundle first (all of it, or nothing)."""
 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
-import time
-import types
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from esdbclient import EventStoreDBClient, StreamState
 
-from esdb_emulator.store import Store
-from tests.compat.conftest import events
-from tests.compat.test_durability import recorded
-from tests.fixtures.backends import EsdbTarget
+from esdb_emulator import Store
+from repro.bundle import write_bundle
+from tests.fixtures.esdb_events import events
+from tests.fixtures.processes import free_port, wait_for_line
+from usersvc.records import StoredEvent
+
+pytestmark = pytest.mark.emulator
+
+EMULATOR = [sys.executable, "-m", "esdb_emulator"]
+USERSVC_EMULATOR = [sys.executable, "-m", "usersvc_cli.main", "emulator"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.mark.parametrize("storage", ["--mem", "--data-dir"])
-def test_the_command_serves_and_stops_cleanly_on_sigterm(
-    esdb_server: EsdbTarget, tmp_path: object, storage: str
-) -> None:
-    if esdb_server.real:
-        pytest.skip("starts the emulator's own command; a real server is in use")
+@contextmanager
+def serving(command: Sequence[str]) -> Iterator[EventStoreDBClient]:
+    """Run `command` (with --port added) until it serves; yield a client; stop it with SIGTERM
+    and require exit status 0."""
     port = free_port()
-    argv = [sys.executable, "-m", "esdb_emulator", "--port", str(port), storage]
-    if storage == "--data-dir":
-        argv.append(str(tmp_path))
-    with subprocess.Popen(argv, stderr=subprocess.PIPE) as process:
+    with subprocess.Popen([*command, "--port", str(port)], stderr=subprocess.PIPE) as process:
         try:
-            url = f"esdb://127.0.0.1:{port}?tls=false"
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    client = EventStoreDBClient(url)
-                    break
-                except Exception:
-                    assert time.monotonic() < deadline, "the emulator did not start"
-                    assert process.poll() is None, "the emulator exited"
-                    time.sleep(0.1)
-            client.append_to_stream("cli", current_version=StreamState.NO_STREAM, events=events(1))
-            client.close()
+            wait_for_line(process, "serving esdb://")
+            client = EventStoreDBClient(f"esdb://127.0.0.1:{port}?tls=false")
+            try:
+                yield client
+            finally:
+                client.close()
         finally:
             process.send_signal(signal.SIGTERM)
             assert process.wait(10) == 0
 
 
-def test_a_failing_import_exits_1_without_serving(
-    esdb_server: EsdbTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if esdb_server.real:
-        pytest.skip("runs the emulator's own command; a real server is in use")
-    from esdb_emulator.cli import main
+def stored(position: int, stream: str, revision: int) -> StoredEvent:
+    return StoredEvent(
+        commit_position=position,
+        stream=stream,
+        revision=revision,
+        event_id=uuid.uuid4(),
+        type="user-created",
+        data=b'{"n":1}',
+        metadata=b"{}",
+        content_type="application/json",
+        recorded_at=datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC),
+    )
 
-    bundle = types.ModuleType("repro.bundle")
-    bundle.read_bundle = lambda path: [  # type: ignore[attr-defined]
-        recorded(5_000, "imported", 0),
-        recorded(4_000, "imported", 1),
+
+@pytest.mark.parametrize("storage", ["--mem", "--data-dir"])
+def test_the_command_serves_and_stops_cleanly_on_sigterm(tmp_path: Path, storage: str) -> None:
+    argv = [*EMULATOR, storage, *([str(tmp_path)] if storage == "--data-dir" else [])]
+    with serving(argv) as client:
+        position = client.append_to_stream(
+            "cli", current_version=StreamState.NO_STREAM, events=events(1)
+        )
+    assert position > 0
+
+
+def test_the_standalone_command_reads_no_bundles(tmp_path: Path) -> None:
+    argv = [*EMULATOR, "--mem", "--import", str(tmp_path / "b.bundle")]
+    refused = subprocess.run(argv, check=False, capture_output=True, timeout=60)
+    assert refused.returncode == 2
+
+
+def test_usersvc_emulator_serves_an_imported_bundle_as_recorded(tmp_path: Path) -> None:
+    bundle = tmp_path / "history.bundle"
+    recorded = [stored(5_000 + 100 * n, "user-ann", n) for n in range(3)]
+    write_bundle(bundle, recorded, {"source": "test"})
+    with serving([*USERSVC_EMULATOR, "--mem", "--import", str(bundle)]) as client:
+        read = client.get_stream("user-ann")
+    assert [(e.commit_position, e.stream_position, e.id, e.recorded_at) for e in read] == [
+        (e.commit_position, e.revision, e.event_id, e.recorded_at) for e in recorded
     ]
-    monkeypatch.setitem(sys.modules, "repro.bundle", bundle)
-    # main() sets up process-wide logging; inside pytest that would replace its handlers.
-    monkeypatch.setattr("usersvc.logs.configure_logging", lambda level: None)
+
+
+def test_a_failing_import_exits_1_without_serving_and_writes_nothing(tmp_path: Path) -> None:
+    bundle = tmp_path / "gap.bundle"
+    # Revision 1 first: the stream would start with a gap, so the whole import is refused.
+    write_bundle(bundle, [stored(5_000, "user-bob", 1)], {"source": "test"})
     data_dir = tmp_path / "data"
-    argv = ["--port", "0", "--data-dir", str(data_dir), "--import", str(tmp_path / "b")]
-    assert main(argv) == 1
+    argv = [*USERSVC_EMULATOR, "--port", "0", "--data-dir", str(data_dir), "--import", str(bundle)]
+    failed = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1
+    assert "import of" in failed.stderr
+    assert "serving" not in failed.stderr
     store = Store(data_dir)
     try:
-        assert store.last_position() < 4_000
+        assert store.last_position() < 5_000
     finally:
         store.close()
