@@ -97,9 +97,13 @@ class WriteAheadLog:
         os.fdatasync(self._fd)
 
     def close(self) -> None:
+        """Give back the preallocated space and close (again: nothing)."""
+        if self._fd < 0:
+            return
         os.ftruncate(self._fd, self._size)
         os.fsync(self._fd)
         os.close(self._fd)
+        self._fd = -1
 
     def _preallocate(self, needed: int) -> None:
         if self._size + needed <= self._allocated:
