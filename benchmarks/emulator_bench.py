@@ -70,15 +70,17 @@ def free_port() -> int:
 def wait_until_serving(url: str) -> None:
     deadline = time.monotonic() + 20
     while True:
+        client = EventStoreDBClient(url)  # connects lazily: a call shows the server is up
         try:
-            client = EventStoreDBClient(url)
+            client.get_commit_position()
         except Exception:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
         else:
-            client.close()
             return
+        finally:
+            client.close()
 
 
 def serve_baseline(port: int, size: int, count: int) -> None:
