@@ -25,6 +25,7 @@ pytestmark = pytest.mark.emulator
 
 EMULATOR = [sys.executable, "-m", "esdb_emulator"]
 USERSVC_EMULATOR = [sys.executable, "-m", "usersvc_cli.main", "emulator"]
+STOP_TIMEOUT = 60
 
 
 @contextmanager
@@ -42,7 +43,14 @@ def serving(command: Sequence[str]) -> Iterator[EventStoreDBClient]:
                 client.close()
         finally:
             process.send_signal(signal.SIGTERM)
-            assert process.wait(10) == 0
+            try:
+                # Generous: closing the log syncs the disk, slow when other test runs share it.
+                code = process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise
+    assert code == 0
 
 
 def stored(position: int, stream: str, revision: int) -> StoredEvent:
