@@ -5,6 +5,9 @@ Redaction replaces the named fields of each event's JSON data with a determinist
 replay of the bundle still behaves as production did (uniqueness, joins) without the data. A
 redacted `username` is replaced in its stream name too, so the events still project.
 The bundle is written to a temporary name and renamed at the end: no partial file is left.
+Forgetting: the source yields nothing below a stream's truncation (a deletion), so a bundle
+exported after a deletion holds of that user only the deletion event and what followed it; a
+deletion during the export fails it (`check_forgotten`) rather than leave the user in the file.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ def export(
             for event in take(source.events(from_position), cutoff, after=from_position):
                 writer.write(redact(event, redact_fields))
                 bar.update(1, event.commit_position)
+            source.check_forgotten()
             trailer = writer.trailer()
     except SourceUnavailable as exc:
         raise ReplayError(str(exc)) from None

@@ -1,4 +1,5 @@
-"""`usersvc replay`, `usersvc export` and `usersvc snapshot`: reproduce a production bug locally."""
+"""`usersvc replay`, `usersvc export` and `usersvc snapshot`: reproduce a production bug locally;
+`usersvc events check`: can this version read the stored events."""
 
 from __future__ import annotations
 
@@ -109,6 +110,23 @@ def register(commands: Any) -> None:
     snapshot.add_argument("--schema", help="default: DATABASE_SCHEMA")
     snapshot.set_defaults(run=_snapshot)
 
+    events = commands.add_parser("events", help="check the stored events")
+    actions = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="decode every stored event of the users with this version's code",
+        description="Decode every event of the user streams, in $all order, with the code of "
+        "this version (its decoder and upcasters), as a deploy of it would read them. Exit 0 "
+        "with a summary when all can be read; exit 1 naming the first that cannot (position, "
+        "stream, type, revision, reason); exit 2 when the source cannot be read.",
+    )
+    check_source = check.add_mutually_exclusive_group()
+    check_source.add_argument(
+        "--source-esdb", metavar="URL", help="default: ESDB_CONNECTION_STRING"
+    )
+    check_source.add_argument("--from-bundle", type=Path, metavar="FILE")
+    check.set_defaults(run=_events_check, stream_prefix=STREAM_PREFIX)
+
 
 def _cutoff(args: argparse.Namespace) -> Any:
     from repro.cutoff import ToEnd, UntilEventId, UntilPosition, UntilTime
@@ -195,6 +213,30 @@ def _export(args: argparse.Namespace) -> int:
         f"exported {result['count']} events (positions {result['firstPosition']} .. "
         f"{result['lastPosition']}) to {args.output}\n"
     )
+    return 0
+
+
+def _events_check(args: argparse.Namespace) -> int:
+    from repro.check import check_events
+    from repro.history import SourceUnavailable
+
+    try:
+        source = _source(args)
+        try:
+            summary = check_events(source)
+        finally:
+            source.close()
+    except SourceUnavailable as exc:
+        log.error("events check refused: %s", exc)
+        return 2
+    if summary.unreadable is not None:
+        log.error(
+            "events check failed: %s (%d events before it were read)",
+            summary.unreadable.describe(),
+            summary.count + summary.skipped,
+        )
+        return 1
+    sys.stdout.write("events check passed\n" + "".join(f"  {line}\n" for line in summary.lines()))
     return 0
 
 
