@@ -10,6 +10,7 @@ iteration ends, after the events before the damage were handed out.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -41,6 +42,17 @@ from usersvc.records import StoredEvent
 # (and per batch handed out) is spread over many of them.
 CHUNK = 4 << 20
 _NAMES_KEPT = 256  # distinct type and content-type strings shared between events
+# Bytes wanted at the start of a read: a frame header and an event header.
+_DECODE_AHEAD = FRAMED_EVENT_HEADER.size
+_WRONG_LENGTH = "the record has the wrong length"
+_SHORT = "the record is too short for an event header"
+_POSITION = struct.Struct("<Q")  # the first field of an event record
+
+
+def _position(buffer: bytes, frame_at: int) -> int:
+    value: int = _POSITION.unpack_from(buffer, frame_at + FRAME.size)[0]
+    return value
+
 
 MakeEvent = Callable[[int, str, int, bytes, str, bytes, bytes, str, datetime], StoredEvent]
 
@@ -109,67 +121,22 @@ class BundleReader:
         before the iteration ends."""
         path = self.path
         buffer, offset = self._buffer, self._offset
-        head, head_size = FRAMED_EVENT_HEADER.unpack_from, FRAMED_EVENT_HEADER.size
-        frame_size, event_kind = FRAME.size, EVENT
-        fixed = frame_size + EVENT_HEADER.size  # from a frame's start to its stream name
         digest = hashlib.sha256()
-        update = digest.update
+        update = digest.update if verify else None
         names: dict[bytes, str] = {}
-        make, epoch, micro = make_event, EPOCH, MICROSECOND
-        count, first, last = 0, None, None
         while True:
             size = len(buffer)
-            batch: list[StoredEvent] = []
-            append = batch.append
             try:
-                while offset + head_size <= size:
-                    (
-                        kind, length, position, revision, micros, raw_id,
-                        n_stream, n_type, n_ctype, n_data, n_meta,
-                    ) = head(buffer, offset)  # fmt: skip
-                    stop = offset + frame_size + length
-                    if kind != event_kind or stop > size:
-                        break
-                    a = offset + fixed + n_stream
-                    b = a + n_type
-                    c = b + n_ctype
-                    d = c + n_data
-                    if d + n_meta != stop:
-                        raise ValueError("the record has the wrong length")
-                    if verify:
-                        update(buffer[offset + frame_size : stop])
-                    if decode:
-                        type_ = names.get(raw_type := buffer[a:b])
-                        if type_ is None:
-                            type_ = _remember(names, raw_type)
-                        content_type = names.get(raw_content_type := buffer[b:c])
-                        if content_type is None:
-                            content_type = _remember(names, raw_content_type)
-                        append(
-                            make(
-                                position,
-                                buffer[offset + fixed : a].decode(),
-                                revision,
-                                raw_id,
-                                type_,
-                                buffer[c:d],
-                                buffer[d:stop],
-                                content_type,
-                                epoch + micros * micro,
-                            )
-                        )
-                    if first is None:
-                        first = position
-                    last = position
-                    count += 1
-                    offset = stop
+                if decode:
+                    offset, batch = self._decode(buffer, offset, update, names)
+                    if batch:
+                        yield batch
+                else:
+                    offset = self._hash(buffer, offset, digest.update)
             except (UnicodeDecodeError, ValueError) as exc:
-                raise BundleError(f"{path} is corrupt: event {count + 1}: {exc}") from None
-            self.count, self.first_position, self.last_position = count, first, last
-            if batch:
-                yield batch
+                raise BundleError(f"{path} is corrupt: event {self.count + 1}: {exc}") from None
             # No whole event record at `offset`: the trailer, damage, or the end of the chunk.
-            need = FRAME.size
+            need = _DECODE_AHEAD
             if size - offset >= FRAME.size:
                 kind, length = FRAME.unpack_from(buffer, offset)
                 end = offset + FRAME.size + length
@@ -179,16 +146,105 @@ class BundleReader:
                         raise BundleError(f"{path} has data after its trailer")
                     return
                 if kind == EVENT and end <= size:  # too short to hold an event header
-                    raise BundleError(
-                        f"{path} is corrupt: event {count + 1}: the record has the wrong length"
-                    )
+                    raise BundleError(f"{path} is corrupt: event {self.count + 1}: {_SHORT}")
                 if kind not in (EVENT, TRAILER):
                     raise BundleError(f"{path} is corrupt: unknown frame {kind!r}")
-                need = max(end - offset, head_size)
+                need = max(end - offset, need)
             rest = buffer[offset:]
             buffer, offset = self._fill(rest, need), 0
             if len(buffer) == len(rest):
                 raise BundleError(f"{path} is truncated" + ("" if rest else ": no trailer"))
+
+    def _decode(
+        self,
+        buffer: bytes,
+        offset: int,
+        update: Callable[[bytes], None] | None,
+        names: dict[bytes, str],
+    ) -> tuple[int, list[StoredEvent]]:
+        """Decode the whole event records from `offset` on (hashing each with `update`); return
+        where the first frame that is not one begins, and the events."""
+        head, head_size = FRAMED_EVENT_HEADER.unpack_from, FRAMED_EVENT_HEADER.size
+        frame_size, event_kind = FRAME.size, EVENT
+        fixed = frame_size + EVENT_HEADER.size  # from a frame's start to its stream name
+        make, epoch, micro = make_event, EPOCH, MICROSECOND
+        size = len(buffer)
+        batch: list[StoredEvent] = []
+        append = batch.append
+        try:
+            while offset + head_size <= size:
+                (
+                    kind, length, position, revision, micros, raw_id,
+                    n_stream, n_type, n_ctype, n_data, n_meta,
+                ) = head(buffer, offset)  # fmt: skip
+                stop = offset + frame_size + length
+                if kind != event_kind or stop > size:
+                    break
+                a = offset + fixed + n_stream
+                b = a + n_type
+                c = b + n_ctype
+                d = c + n_data
+                if d + n_meta != stop:
+                    raise ValueError(_WRONG_LENGTH)
+                if update is not None:
+                    update(buffer[offset + frame_size : stop])
+                type_ = names.get(raw_type := buffer[a:b])
+                if type_ is None:
+                    type_ = _remember(names, raw_type)
+                content_type = names.get(raw_content_type := buffer[b:c])
+                if content_type is None:
+                    content_type = _remember(names, raw_content_type)
+                append(
+                    make(
+                        position,
+                        buffer[offset + fixed : a].decode(),
+                        revision,
+                        raw_id,
+                        type_,
+                        buffer[c:d],
+                        buffer[d:stop],
+                        content_type,
+                        epoch + micros * micro,
+                    )
+                )
+                offset = stop
+        except ValueError:  # UnicodeDecodeError too: count the events before it
+            self._count(batch)
+            raise
+        self._count(batch)
+        return offset, batch
+
+    def _count(self, batch: list[StoredEvent]) -> None:
+        if batch:
+            self.count += len(batch)
+            if self.first_position is None:
+                self.first_position = batch[0].commit_position
+            self.last_position = batch[-1].commit_position
+
+    def _hash(self, buffer: bytes, offset: int, update: Callable[[bytes], None]) -> int:
+        """Hash the whole event records from `offset` on, without decoding them; return where
+        the first frame that is not one begins."""
+        frame, frame_size, event_kind = FRAME.unpack_from, FRAME.size, EVENT
+        shortest = EVENT_HEADER.size
+        size = len(buffer)
+        start, count, last = offset, 0, offset
+        while offset + frame_size <= size:
+            kind, length = frame(buffer, offset)
+            stop = offset + frame_size + length
+            if kind != event_kind or stop > size:
+                break
+            if length < shortest:
+                raise ValueError(_SHORT)
+            update(buffer[offset + frame_size : stop])
+            count += 1
+            last = offset
+            offset = stop
+        if count:
+            self.count += count
+            if self.first_position is None:
+                self.first_position = _position(buffer, start)
+            self.last_position = _position(buffer, last)
+        return offset
 
     def _check_trailer(self, payload: bytes, digest: Any, verify: bool) -> None:
         trailer = json_object(self.path, payload)

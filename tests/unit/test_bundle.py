@@ -288,3 +288,13 @@ def test_a_file_that_is_not_zstd_is_refused(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_bundle_error(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="does not exist"):
         read_manifest(tmp_path / "missing.bundle")
+
+
+def test_an_undecodable_record_is_refused_naming_the_event(tmp_path: Path) -> None:
+    path = tmp_path / "u.bundle"
+    write_bundle(path, events(5), {})
+    content = raw_content(path)
+    stream = "user-ünïcode-2".encode()
+    rewrite(path, content.replace(stream, b"\xff" + stream[1:]))
+    with pytest.raises(BundleError, match="corrupt: event 3:"):
+        list(read_bundle(path))
