@@ -41,7 +41,6 @@ from usersvc.records import StoredEvent
 # Decompressed bytes read at a time: tens of thousands of events, so that the work per read
 # (and per batch handed out) is spread over many of them.
 CHUNK = 4 << 20
-_NAMES_KEPT = 256  # distinct type and content-type strings shared between events
 # Bytes wanted at the start of a read: a frame header and an event header.
 _DECODE_AHEAD = FRAMED_EVENT_HEADER.size
 _WRONG_LENGTH = "the record has the wrong length"
@@ -123,12 +122,11 @@ class BundleReader:
         buffer, offset = self._buffer, self._offset
         digest = hashlib.sha256()
         update = digest.update if verify else None
-        names: dict[bytes, str] = {}
         while True:
             size = len(buffer)
             try:
                 if decode:
-                    offset, batch = self._decode(buffer, offset, update, names)
+                    offset, batch = self._decode(buffer, offset, update)
                     if batch:
                         yield batch
                 else:
@@ -160,7 +158,6 @@ class BundleReader:
         buffer: bytes,
         offset: int,
         update: Callable[[bytes], None] | None,
-        names: dict[bytes, str],
     ) -> tuple[int, list[StoredEvent]]:
         """Decode the whole event records from `offset` on (hashing each with `update`); return
         where the first frame that is not one begins, and the events."""
@@ -188,22 +185,16 @@ class BundleReader:
                     raise ValueError(_WRONG_LENGTH)
                 if update is not None:
                     update(buffer[offset + frame_size : stop])
-                type_ = names.get(raw_type := buffer[a:b])
-                if type_ is None:
-                    type_ = _remember(names, raw_type)
-                content_type = names.get(raw_content_type := buffer[b:c])
-                if content_type is None:
-                    content_type = _remember(names, raw_content_type)
                 append(
                     make(
                         position,
                         buffer[offset + fixed : a].decode(),
                         revision,
                         raw_id,
-                        type_,
+                        buffer[a:b].decode(),
                         buffer[c:d],
                         buffer[d:stop],
-                        content_type,
+                        buffer[b:c].decode(),
                         epoch + micros * micro,
                     )
                 )
@@ -285,13 +276,6 @@ def json_object(path: Path, payload: bytes) -> dict[str, Any]:
 def _is_zstd(path: Path) -> bool:
     with open(path, "rb") as raw:
         return raw.read(4) == ZSTD_MAGIC
-
-
-def _remember(names: dict[bytes, str], raw: bytes) -> str:
-    text = raw.decode()
-    if len(names) < _NAMES_KEPT:
-        names[raw] = text
-    return text
 
 
 def _constructed_event(  # noqa: PLR0917 (StoredEvent's own positional order)
