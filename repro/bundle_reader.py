@@ -46,11 +46,17 @@ _DECODE_AHEAD = FRAMED_EVENT_HEADER.size
 _WRONG_LENGTH = "the record has the wrong length"
 _SHORT = "the record is too short for an event header"
 _POSITION = struct.Struct("<Q")  # the first field of an event record
+_NO_CUTOFF = 1 << 64  # above every position
 
 
 def _position(buffer: bytes, frame_at: int) -> int:
     value: int = _POSITION.unpack_from(buffer, frame_at + FRAME.size)[0]
     return value
+
+
+def _after(buffer: bytes, frame_at: int, until: int) -> bool:
+    """Whether the frame at `frame_at` is an event after position `until`."""
+    return buffer[frame_at : frame_at + 1] == EVENT and _position(buffer, frame_at) > until
 
 
 MakeEvent = Callable[[int, str, int, bytes, str, bytes, bytes, str, datetime], StoredEvent]
@@ -113,23 +119,32 @@ class BundleReader:
             size += len(more)
         return b"".join(parts) if len(parts) > 1 else buffer
 
-    def batches(self, *, decode: bool, verify: bool) -> Iterator[list[StoredEvent]]:
+    def batches(
+        self, *, decode: bool, verify: bool, until: int | None = None
+    ) -> Iterator[list[StoredEvent]]:
         """The events of each decompressed chunk as a list (nothing when not `decode`), then
         the trailer checked: the count always, the SHA-256 of the event records when `verify`.
+        Events after position `until` are not decoded: with `verify` the rest of the file is
+        only hashed, to be checked against the trailer; without, reading stops there.
         A damaged record, a truncated file or a trailer that does not match raises `BundleError`
         before the iteration ends."""
         path = self.path
         buffer, offset = self._buffer, self._offset
         digest = hashlib.sha256()
         update = digest.update if verify else None
+        last = _NO_CUTOFF if until is None else until
         while True:
             size = len(buffer)
             try:
                 if decode:
-                    offset, batch = self._decode(buffer, offset, update)
+                    offset, batch = self._decode(buffer, offset, update, last)
                     if batch:
                         yield batch
-                else:
+                    if offset + FRAMED_EVENT_HEADER.size <= size and _after(buffer, offset, last):
+                        decode = False
+                        if not verify:
+                            return
+                if not decode:
                     offset = self._hash(buffer, offset, digest.update)
             except (UnicodeDecodeError, ValueError) as exc:
                 raise BundleError(f"{path} is corrupt: event {self.count + 1}: {exc}") from None
@@ -158,9 +173,10 @@ class BundleReader:
         buffer: bytes,
         offset: int,
         update: Callable[[bytes], None] | None,
+        until: int,
     ) -> tuple[int, list[StoredEvent]]:
-        """Decode the whole event records from `offset` on (hashing each with `update`); return
-        where the first frame that is not one begins, and the events."""
+        """Decode the whole event records from `offset` on, up to position `until` (hashing
+        each with `update`); return where the first frame not decoded begins, and the events."""
         head, head_size = FRAMED_EVENT_HEADER.unpack_from, FRAMED_EVENT_HEADER.size
         frame_size, event_kind = FRAME.size, EVENT
         fixed = frame_size + EVENT_HEADER.size  # from a frame's start to its stream name
@@ -175,7 +191,7 @@ class BundleReader:
                     n_stream, n_type, n_ctype, n_data, n_meta,
                 ) = head(buffer, offset)  # fmt: skip
                 stop = offset + frame_size + length
-                if kind != event_kind or stop > size:
+                if kind != event_kind or stop > size or position > until:
                     break
                 a = offset + fixed + n_stream
                 b = a + n_type

@@ -298,3 +298,44 @@ def test_an_undecodable_record_is_refused_naming_the_event(tmp_path: Path) -> No
     rewrite(path, content.replace(stream, b"\xff" + stream[1:]))
     with pytest.raises(BundleError, match="corrupt: event 3:"):
         list(read_bundle(path))
+
+
+def test_until_yields_the_events_up_to_that_position(tmp_path: Path) -> None:
+    original = list(events(100))  # positions 0, 150, 300, ...
+    path = tmp_path / "until.bundle"
+    write_bundle(path, original, {})
+    assert list(read_bundle(path, until=original[40].commit_position + 1)) == original[:41]
+
+
+def test_until_still_checks_the_rest_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "until-damaged.bundle"
+    write_bundle(path, events(100), {})
+    content = raw_content(path)
+    digest = orjson.loads(content[content.rindex(b"{") :])["sha256"]
+    rewrite(path, content.replace(digest.encode(), b"0" * 64))
+    with pytest.raises(BundleError, match="does not match its trailer"):
+        list(read_bundle(path, until=150))
+
+
+def test_until_across_small_reads_checks_the_whole_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bundle_reader, "CHUNK", 7)
+    original = list(events(30))
+    path = tmp_path / "until-small.bundle"
+    write_bundle(path, original, {})
+    content = raw_content(path)
+    rewrite(path, content[:-3])
+    with pytest.raises(BundleError, match="truncated"):
+        list(read_bundle(path, until=original[10].commit_position))
+
+
+def test_until_without_verify_stops_reading_at_the_cutoff(tmp_path: Path) -> None:
+    original = list(events(100))
+    path = tmp_path / "until-unverified.bundle"
+    write_bundle(path, original, {})
+    content = raw_content(path)
+    rewrite(path, content[: len(content) // 2])  # cut well after event 10
+    assert (
+        list(read_bundle(path, verify=False, until=original[10].commit_position)) == (original[:11])
+    )
