@@ -34,7 +34,7 @@ import psycopg
 
 from benchmarks import ceilings
 from benchmarks.ceilings import Measured, against, best, drop_schema
-from benchmarks.support import emulator_process, generate, history_bundle, postgres
+from benchmarks.support import emulator_process, generate, history_bundle, load_average, postgres
 from repro.bundle import read_bundle
 from repro.history import BundleSource, EsdbSource, EventSource
 from repro.replay import ReplayRequest, replay
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = sys.stdout
+    out.write(f"start: {load_average()}\n")
     with tempfile.TemporaryDirectory() as tmp, postgres(Path(tmp) / "pg") as pg:
         started = time.perf_counter()
         bundle = Path(tmp) / "history.bundle"
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 f" {args.events / slow.rate:.0f} s; from a bundle is"
                 f" {from_bundle.rate / slow.rate:.1f}x faster\n"
             )
+    out.write(f"end: {load_average()}\n")
     return 0
 
 

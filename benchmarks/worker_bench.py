@@ -30,7 +30,7 @@ from esdbclient import EventStoreDBClient
 
 from benchmarks import ceilings
 from benchmarks.ceilings import Measured, against, best
-from benchmarks.support import emulator_process, history_bundle, postgres
+from benchmarks.support import emulator_process, history_bundle, load_average, postgres
 from tests.fixtures.waiting import wait_for_checkpoint
 from usersvc.settings import load_settings
 from worker import subscription as source
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out = sys.stdout
+    out.write(f"start: {load_average()}\n")
     with tempfile.TemporaryDirectory() as tmp, postgres(Path(tmp) / "pg") as pg:
         bundle = Path(tmp) / "history.bundle"
         last = history_bundle(bundle, args.events)
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                     f" {naive.seconds:.2f} s = {naive.rate:,.0f} events/s; the worker is"
                     f" {figure.rate / naive.rate:.1f}x faster\n"
                 )
+    out.write(f"end: {load_average()}\n")
     return 0
 
 
