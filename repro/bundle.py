@@ -46,6 +46,7 @@ __all__ = [
     "read_batches",
     "read_bundle",
     "read_manifest",
+    "read_trailer",
     "verify_bundle",
     "write_bundle",
 ]
@@ -156,6 +157,22 @@ def verify_bundle(path: Path) -> dict[str, Any]:
             "count": reader.count,
             "firstPosition": reader.first_position,
             "lastPosition": reader.last_position,
+        }
+
+
+def read_trailer(path: Path) -> dict[str, Any]:
+    """The manifest plus the trailer's `count`, `firstPosition` and `lastPosition`, found at
+    the end of the file without decoding or checking the events (about a quarter of
+    `verify_bundle`'s time): for an estimate or a range before a replay that checks the
+    bundle as it applies it (`read_bundle` with `verify`). A file whose last frame is not a
+    trailer is refused as truncated."""
+    with open_bundle(path) as reader:
+        trailer = reader.trailer_at_end()
+        return {
+            **reader.manifest,
+            "count": trailer.get("count"),
+            "firstPosition": trailer.get("firstPosition"),
+            "lastPosition": trailer.get("lastPosition"),
         }
 
 

@@ -19,6 +19,7 @@ from repro.bundle import (
     read_batches,
     read_bundle,
     read_manifest,
+    read_trailer,
     verify_bundle,
     write_bundle,
 )
@@ -339,3 +340,32 @@ def test_until_without_verify_stops_reading_at_the_cutoff(tmp_path: Path) -> Non
     assert (
         list(read_bundle(path, verify=False, until=original[10].commit_position)) == (original[:11])
     )
+
+
+def test_read_trailer_gives_what_verify_bundle_gives(tmp_path: Path) -> None:
+    path = tmp_path / "trailer.bundle"
+    write_bundle(path, events(300), {"source": "t"})
+    assert read_trailer(path) == verify_bundle(path)
+
+
+def test_read_trailer_of_an_empty_bundle(tmp_path: Path) -> None:
+    path = tmp_path / "empty-trailer.bundle"
+    write_bundle(path, [], {})
+    assert read_trailer(path) == {"count": 0, "firstPosition": None, "lastPosition": None}
+
+
+def test_read_trailer_across_small_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bundle_reader, "CHUNK", 7)
+    path = tmp_path / "trailer-small.bundle"
+    write_bundle(path, events(30), {})
+    assert read_trailer(path)["count"] == 30
+
+
+def test_read_trailer_refuses_a_bundle_cut_before_its_trailer_ends(tmp_path: Path) -> None:
+    path = tmp_path / "trailer-cut.bundle"
+    write_bundle(path, events(30), {})
+    content = raw_content(path)
+    for cut in (len(content) - 1, len(content) - 60, len(content) // 2):
+        rewrite(path, content[:cut])
+        with pytest.raises(BundleError, match="truncated"):
+            read_trailer(path)
