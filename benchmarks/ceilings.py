@@ -4,8 +4,9 @@ its own work cost nothing.
 - Reading: esdbclient reading `$all` filtered as the worker filters (stream names `user-.*`,
   matched by the server), doing nothing with the events; as `read_all` (what a replay over gRPC
   does) and as a catch-up subscription with the worker's options (what the worker does).
-- Writing: PostgreSQL's COPY of the read model's rows, encoded beforehand (not timed) in COPY's
-  binary format, into the `"user"` table of a freshly migrated schema, committed.
+- Writing: PostgreSQL's COPY of the read model's rows (`usersvc.readmodel.USER_COLUMNS`), encoded
+  beforehand (not timed) in COPY's binary format, into the `"user"` table of a freshly migrated
+  schema, committed.
 
 They talk to esdbclient and psycopg directly, so that they do not move when the worker's or the
 replay's code does.
@@ -25,6 +26,7 @@ from esdbclient import CaughtUp, Checkpoint, EventStoreDBClient
 from psycopg import sql
 
 from usersvc.events import STREAM_PREFIX, USER_CREATED, decode_user_created
+from usersvc.readmodel import USER_COLUMNS, USER_TABLE
 from usersvc.records import StoredEvent
 from worker.migrator import migrate
 
@@ -35,6 +37,8 @@ FILTER_INCLUDE = (STREAM_PREFIX + ".*",)
 WINDOW_SIZE = 500
 CHECKPOINT_INTERVAL_MULTIPLIER = 10
 COPY_BLOCK = 1 << 20
+# The columns copy_payload encodes, in this order: text, timestamptz, text, uuid, bigint, bigint.
+COPIED_COLUMNS = ("username", "createdAt", "fullName", "eventId", "commitPosition", "revision")
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _PG_EPOCH_MICROS = 946_684_800_000_000  # PostgreSQL's epoch, 2000-01-01, in µs since the Unix one
@@ -101,7 +105,10 @@ class CopyPayload:
 
 
 def copy_payload(events: Iterable[StoredEvent]) -> CopyPayload:
-    """The rows the projection makes of the `user-created` events, in COPY's binary format."""
+    """The rows the projection makes of the `user-created` events (each the first of its
+    stream), in COPY's binary format."""
+    if tuple(USER_COLUMNS) != COPIED_COLUMNS:
+        raise RuntimeError(f"the read model's columns are now {USER_COLUMNS}: update copy_payload")
     parts = [b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)]
     rows = 0
     for event in events:
@@ -112,8 +119,8 @@ def copy_payload(events: Iterable[StoredEvent]) -> CopyPayload:
         micros = (user.opened_at - _UNIX_EPOCH) // _MICROSECOND
         parts.append(
             struct.pack(
-                f"!hi{len(name)}siqi{len(full_name)}si16siq",
-                5,
+                f"!hi{len(name)}siqi{len(full_name)}si16siqiq",
+                len(COPIED_COLUMNS),
                 len(name),
                 name,
                 8,
@@ -124,6 +131,8 @@ def copy_payload(events: Iterable[StoredEvent]) -> CopyPayload:
                 event.event_id.bytes,
                 8,
                 event.commit_position,
+                8,
+                event.revision,
             )
         )
         rows += 1
@@ -136,10 +145,10 @@ def copy_rows(pg_url: str, payload: CopyPayload) -> Measured:
     dropped after."""
     schema = f"bench_copy_{uuid.uuid4().hex[:8]}"
     migrate(pg_url, schema)
-    statement = sql.SQL(
-        'COPY {} (username, "createdAt", "fullName", "eventId", "commitPosition")'
-        " FROM STDIN (FORMAT binary)"
-    ).format(sql.Identifier(schema, "user"))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+        sql.Identifier(schema, USER_TABLE),
+        sql.SQL(", ").join(sql.Identifier(column) for column in COPIED_COLUMNS),
+    )
     view = memoryview(payload.data)
     try:
         with psycopg.connect(pg_url) as conn:
