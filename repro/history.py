@@ -145,7 +145,7 @@ class BundleSource:
     def events(self, after: int | None) -> Iterator[StoredEvent]:
         prefix = self.prefix
         try:
-            for event in read_bundle(self.path, verify=False):
+            for event in read_bundle(self.path):
                 if (after is None or event.commit_position > after) and event.stream.startswith(
                     prefix
                 ):
