@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TOP_LEVEL_PACKAGES = {"usersvc", "usersvc_cli", "service", "worker", "repro", "esdb_emulator"}
 INSTALL_TIMEOUT = 240.0
 COMMAND_TIMEOUT = 60.0
+# Set by the caller's shell or by other tests; each command here gets only what it names.
+INHERITED = {"PYTHONPATH", "DATABASE_URL", "DATABASE_SCHEMA", "ESDB_CONNECTION_STRING"}
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,8 @@ class Installed:
 
     def usersvc(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         """Run the installed `usersvc` from outside the checkout, with only `env` configured."""
-        clean = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in {"PYTHONPATH", "DATABASE_URL", "DATABASE_SCHEMA", "ESDB_CONNECTION_STRING"}
-        }
-        clean.update(
-            USERSVC_CONFIG=str(self.workdir / "absent.toml"), LOG_LEVEL="WARNING", **env
-        )
+        clean = {key: value for key, value in os.environ.items() if key not in INHERITED}
+        clean.update(USERSVC_CONFIG=str(self.workdir / "absent.toml"), LOG_LEVEL="WARNING", **env)
         return subprocess.run(
             [str(self.bin / "usersvc"), *args],
             cwd=self.workdir,
