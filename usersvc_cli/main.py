@@ -51,11 +51,21 @@ def _dev(args: argparse.Namespace) -> int:
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("usersvc")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from usersvc_cli.repro_commands import register as register_repro
     from usersvc_cli.token_command import register as register_token
 
     parser = argparse.ArgumentParser(prog="usersvc", description="Event-sourced user service.")
+    parser.add_argument("--version", action="version", version=f"usersvc {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve the HTTP API (gunicorn)")
