@@ -21,7 +21,6 @@ from esdbclient import EventStoreDBClient, StreamState
 from psycopg import sql
 
 from esdb_emulator import EmbeddedServer
-from esdb_emulator.cli import import_bundle
 from repro.bundle import read_bundle
 from repro.cutoff import ReplayError, UntilPosition
 from repro.export import export
@@ -29,6 +28,7 @@ from repro.history import EsdbSource
 from repro.replay import ReplayRequest, replay
 from tests.fixtures.lifecycle import Life
 from usersvc.records import StoredEvent
+from usersvc_cli.emulator_command import import_bundle
 
 WORKER = "usersvc-read-model"
 SECRET = "Zebulon Quartermaine-Oyelaran"  # the deleted user's full name, searched for in bytes
