@@ -18,6 +18,7 @@ from esdb_emulator.server import EmbeddedServer
 log = logging.getLogger("esdb_emulator")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SIGNAL_POLL = 0.5  # seconds
 
 
 def build_parser(prog: str = "python -m esdb_emulator") -> argparse.ArgumentParser:
@@ -76,7 +77,10 @@ def serve(server: EmbeddedServer) -> int:
         server.stop()
         return 1
     log.info("serving %s (Ctrl-C stops)", server.connection_string)
-    stop.wait()
+    # Wake now and then: the kernel may hand the signal to one of grpc's threads, and Python runs
+    # the handler only once the main thread runs again (a bare wait() could sleep through it).
+    while not stop.wait(SIGNAL_POLL):
+        pass
     log.info("stopping")
     server.stop(grace=2.0)
     return 0
