@@ -13,6 +13,7 @@ deletion during the export fails it (`check_forgotten`) rather than leave the us
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -52,6 +53,18 @@ def redact(event: StoredEvent, fields: Sequence[str]) -> StoredEvent:
     return replace(event, stream=stream, data=orjson.dumps(body))
 
 
+def check_output(output: Path) -> None:
+    """Refuse (`ReplayError`) an output the bundle could not be written to, before anything is
+    read: a folder that does not exist or cannot be written, or a name that is a folder."""
+    folder = output.parent
+    if not folder.is_dir():
+        raise ReplayError(f"cannot write {output}: the folder {folder} does not exist")
+    if output.is_dir():
+        raise ReplayError(f"cannot write {output}: it is a folder")
+    if not os.access(folder, os.W_OK):
+        raise ReplayError(f"cannot write {output}: the folder {folder} is not writable")
+
+
 def export(
     source: EventSource,
     output: Path,
@@ -61,7 +74,9 @@ def export(
     redact_fields: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write the events after `from_position` up to `cutoff` to `output`; return the manifest
-    and trailer. A refused cutoff or a failing source leaves no file."""
+    and trailer. A refused cutoff or a failing source leaves no file; an output that could not be
+    written is refused before anything is read."""
+    check_output(output)
     cutoff = cutoff or ToEnd()
     manifest = {
         "format": "usersvc-bundle",
