@@ -15,8 +15,10 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
 from service.app import close_app, create_app
+from usersvc.logs import FORMAT
 from usersvc.settings import Settings
 from usersvc.tokens import load_private_key
 
@@ -40,6 +42,13 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return create_app(self.settings)
 
 
+class _Logger(GunicornLogger):  # type: ignore[misc]
+    """gunicorn's own lines in the format of every other line, naming the process."""
+
+    error_fmt = FORMAT
+    datefmt = None
+
+
 def _close_worker_app(server: Any, worker: Any) -> None:
     app = getattr(worker, "wsgi", None)
     if isinstance(app, Flask):
@@ -61,6 +70,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "accesslog": None,
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
+        "logger_class": _Logger,
         "worker_exit": _close_worker_app,
     }
 
