@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from usersvc.settings import Settings, load_settings
+from usersvc.settings import Settings
+from usersvc_cli.database import check_postgres
+from usersvc_cli.errors import Refused
 from usersvc_cli.token_command import dev_admin_token, dev_signing_key
 
 log = logging.getLogger(__name__)
@@ -42,19 +44,19 @@ class DevError(RuntimeError):
     pass
 
 
-def run_dev(options: DevOptions) -> int:
-    settings = load_settings()
-    data_dir = Path(options.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key_file = dev_signing_key(settings, data_dir)
+def run_dev(settings: Settings, options: DevOptions) -> int:
     http_port = options.http_port if options.http_port is not None else settings.http_port
     for port, what, flag in (
         (options.esdb_port, "emulator", "--esdb-port"),
         (http_port, "HTTP API", "--http-port"),
     ):
         if port and not _port_is_free(settings.http_host, port):
-            log.error("port %d for the %s is taken; choose another with %s", port, what, flag)
-            return 1
+            raise Refused(f"port {port} for the {what} is taken; choose another with {flag}")
+    if settings.database_url is not None:
+        check_postgres(settings.database_url.get_secret_value(), "DATABASE_URL")
+    data_dir = Path(options.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key_file = dev_signing_key(settings, data_dir)
 
     stop = threading.Event()
     _install_signal_handlers(stop)
