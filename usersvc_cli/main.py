@@ -25,7 +25,11 @@ PROCESS_NAMES = {"serve": "service"}
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from service.runner import serve
+    from usersvc_cli.database import check_postgres_url
 
+    # The service answers 503 while PostgreSQL is down; a URL that can never work is refused.
+    if settings.database_url is not None:
+        check_postgres_url(settings.database_url.get_secret_value(), "DATABASE_URL")
     return serve(settings, debug=args.debug)
 
 

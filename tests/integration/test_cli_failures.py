@@ -79,6 +79,11 @@ REFUSED = {
         {"DATABASE_URL": UNREACHABLE},
         "cannot connect to PostgreSQL at DATABASE_URL: connection failed",
     ),
+    "serve-malformed-url": (
+        ["serve"],
+        {"DATABASE_URL": MALFORMED},
+        "DATABASE_URL is not a valid PostgreSQL URL: missing",
+    ),
     "dev-malformed-url": (
         ["dev", "--data-dir", "{tmp}/dev", "--esdb-port", "{port}"],
         {"DATABASE_URL": MALFORMED, "HTTP_PORT": "{http_port}"},
