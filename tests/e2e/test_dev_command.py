@@ -108,7 +108,10 @@ class DevProcess:
             code = self.process.wait()
         self._pump_thread.join(10)
         assert self.process.stdout is not None
-        self.process.stdout.close()
+        # Children that outlived a killed `usersvc dev` still hold the pipe open; closing it
+        # under the reading thread would block, so it is closed only once that thread is done.
+        if not self._pump_thread.is_alive():
+            self.process.stdout.close()
         return code
 
 
@@ -132,8 +135,7 @@ def start_dev(tmp_path: Path, dev_ports: tuple[int, int]) -> Iterator[object]:
         # PostgreSQL running. close() kills it if it does not stop within a minute.
         if dev.process.poll() is None:
             dev.process.send_signal(signal.SIGINT)
-        if not dev.process.stdout.closed:  # type: ignore[union-attr]
-            dev.close()
+        dev.close()
 
 
 @pytest.mark.slow
