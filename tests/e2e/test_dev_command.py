@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +86,10 @@ class DevProcess:
             try:
                 line = self.lines.get(timeout=STARTUP_TIMEOUT)
             except queue.Empty:
-                raise AssertionError(f"usersvc dev did not announce {label}") from None
+                raise AssertionError(
+                    f"usersvc dev did not announce {label} (exit code {self.process.poll()});"
+                    f" its output:\n{''.join(self.output)}"
+                ) from None
             match = re.match(rf"\s+{label}\s+(\S+)\s+\((.*)\)$", line)
             if match:
                 return match[1], match[2]
@@ -121,11 +126,14 @@ def dev_ports() -> tuple[int, int]:
 
 
 @pytest.fixture
-def start_dev(tmp_path: Path, dev_ports: tuple[int, int]) -> Iterator[object]:
+def start_dev(dev_ports: tuple[int, int]) -> Iterator[object]:
+    # Not under pytest's temp root: a concurrent pytest run prunes old runs' folders there, which
+    # pulled the data directory from under a running PostgreSQL.
+    root = Path(tempfile.mkdtemp(prefix="usersvc-dev-"))
     started: list[DevProcess] = []
 
     def start(log_level: str = "WARNING") -> DevProcess:
-        dev = DevProcess(tmp_path / "dev", *dev_ports, log_level)
+        dev = DevProcess(root / "dev", *dev_ports, log_level)
         started.append(dev)
         return dev
 
@@ -136,6 +144,7 @@ def start_dev(tmp_path: Path, dev_ports: tuple[int, int]) -> Iterator[object]:
         if dev.process.poll() is None:
             dev.process.send_signal(signal.SIGINT)
         dev.close()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.slow
