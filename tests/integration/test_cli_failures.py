@@ -126,6 +126,11 @@ REFUSED = {
         {},
         "replay refused: cannot connect to the target database: connection failed",
     ),
+    "events-check-unreachable-source": (
+        ["events", "check", "--source-esdb", NO_ESDB],
+        {},
+        "events check refused: cannot read EventStoreDB at esdb://127.0.0.1:",
+    ),
     "bad-setting": (
         ["migrate"],
         {"DATABASE_SCHEMA": "Not-An-Identifier"},

@@ -19,7 +19,8 @@ from repro.export import export
 from repro.history import EsdbSource
 from tests.fixtures.events import created, malformed
 from tests.fixtures.lifecycle import Life
-from usersvc_cli.main import build_parser
+from usersvc.settings import load_settings
+from usersvc_cli.main import build_parser, run_command
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def usersvc(*argv: str) -> int:
     args = build_parser().parse_args(list(argv))
-    return int(args.run(args))
+    return run_command(args, load_settings())
 
 
 def real_history(client: EventStoreDBClient) -> None:
