@@ -38,3 +38,7 @@ class MaximumAppendSizeExceeded(StoreError):
 
 class BadRequest(StoreError):
     pass
+
+
+class ScavengeStopped(StoreError):
+    """A scavenge was stopped (on request, or because the store closed) and changed nothing."""

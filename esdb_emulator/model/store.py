@@ -4,7 +4,12 @@ write-ahead log when it has a directory.
 No gRPC here. One lock serializes writes: positions are assigned and records are written and
 published under it, and they become visible to readers only once durable (`_sync`, a group
 commit), so readers and subscriptions see a gap-free, ordered `$all`. Readers copy slices under
-the lock and do their work outside it.
+the lock and do their work outside it, and walk `$all` by position (a cursor that a scavenge,
+which removes records, does not move).
+
+`scavenge` removes what the rules of `scavenge.py` discard, from memory and from the log: it
+writes the new log beside the old one while appends go on, then, under the lock, adds what was
+appended meanwhile and puts the new log in place (see `wal.py` for why a crash leaves either).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from esdb_emulator.model.decisions import AlreadyWritten, decide
 from esdb_emulator.model.errors import (
     BadRequest,
     MaximumAppendSizeExceeded,
+    ScavengeStopped,
     StreamNotFound,
     WrongExpectedVersion,
 )
@@ -33,10 +39,12 @@ from esdb_emulator.model.records import (
     new_records,
     ticks_now,
 )
-from esdb_emulator.model.wal import WriteAheadLog
+from esdb_emulator.model.scavenge import ScavengeReport, survivors
+from esdb_emulator.model.wal import LogRewrite, WriteAheadLog
 
 MAX_APPEND_SIZE = 1024 * 1024  # the real server's default MaxAppendSize
 IMPORT_FRAME = 10_000  # records per write-ahead log frame when importing
+REWRITE_FRAME = 10_000  # records per frame of the log a scavenge writes
 HIDDEN_FROM_ALL = "$epoch-information"
 TOMBSTONE_TYPE = "$streamDeleted"
 
@@ -46,6 +54,8 @@ class Store:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._sync_lock = threading.Lock()
+        self._scavenge_lock = threading.Lock()  # one scavenge at a time
+        self._closing = threading.Event()
         self._ledger = Ledger()
         # Records of `$all` below this index are durable; only they are visible to readers.
         self._durable = 0
@@ -61,7 +71,9 @@ class Store:
         self._sync()
 
     def close(self) -> None:
-        with self._lock:
+        """Close the log (a running scavenge stops first, changing nothing)."""
+        self._closing.set()
+        with self._scavenge_lock, self._lock:
             if self._wal is not None:
                 self._wal.close()
                 self._wal = None
@@ -88,17 +100,17 @@ class Store:
             metadata = self._ledger.metadata(stream)
             if state is None or meta.is_soft_deleted(metadata):
                 raise StreamNotFound(stream)
-            records = self._durable_part(state.records)
-            if not records:
+            durable = len(self._durable_part(state.records))
+            if not durable:
                 raise StreamNotFound(stream)
-            low = meta.first_visible(stream, metadata, len(records))
+            last = state.first + durable - 1
+            low = max(meta.first_visible(stream, metadata, last + 1), state.first)
             if backwards:
-                top = len(records) - 1 if revision is None else min(revision, len(records) - 1)
-                stop = max(low, top - count + 1) if count < len(records) else low
-                selected = records[stop : top + 1][::-1]
+                top = last if revision is None else min(revision, last)
+                selected = state.between(max(low, top - count + 1), top)[::-1]
             else:
                 start = max(low, revision or 0)
-                selected = records[start : start + count] if start < len(records) else []
+                selected = state.between(start, min(start + count - 1, last))
         max_age = meta.max_age_seconds(metadata)
         if max_age is not None:
             oldest = ticks_now() - max_age * 10_000_000
@@ -111,7 +123,8 @@ class Store:
             state = self._ledger.stream(stream)
             if state is None:
                 return []
-            chunk = self._durable_part(state.records[start_revision : start_revision + limit])
+            start = max(start_revision - state.first, 0)
+            chunk = self._durable_part(state.records[start : start + limit])
             tombstone = state.tombstone
             if (
                 len(chunk) < limit
@@ -122,28 +135,32 @@ class Store:
             return chunk
 
     def stream_end(self, stream: str) -> int:
-        """The next revision of `stream` (its length)."""
+        """The next revision of `stream`."""
         with self._lock:
             state = self._ledger.stream(stream)
-            return len(self._durable_part(state.records)) if state else 0
+            return state.first + len(self._durable_part(state.records)) if state else 0
 
-    def all_slice(self, start: int, limit: int) -> list[Record]:
-        """Records of `$all` by index (index, not position), for scans and subscriptions."""
+    def all_from(self, position: int, limit: int) -> list[Record]:
+        """Up to `limit` records of `$all` at or after `position`, in order."""
         with self._lock:
+            start = bisect.bisect_left(self._ledger.positions, position)
             return self._ledger.all[start : min(start + limit, self._durable)]
 
-    def index_of_position(self, position: int) -> int:
-        """Index of the first record at or after `position`."""
+    def all_before(self, position: int | None, limit: int) -> list[Record]:
+        """Up to `limit` records of `$all` before `position` (None: the end), in order."""
         with self._lock:
-            return bisect.bisect_left(self._ledger.positions, position)
+            end = self._durable
+            if position is not None:
+                end = min(end, bisect.bisect_left(self._ledger.positions, position))
+            return self._ledger.all[max(0, end - limit) : end]
 
-    def wait_beyond(self, index: int, timeout: float) -> bool:
-        """Block until `$all` has more than `index` records, or `timeout` passes."""
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Block until `$all` shows a record at or after `position`, or `timeout` passes."""
         with self._changed:
-            if self._durable > index:
+            if self._durable_position >= position:
                 return True
             self._changed.wait(timeout)
-            return self._durable > index
+            return self._durable_position >= position
 
     @staticmethod
     def visible_in_all(record: Record) -> bool:
@@ -210,6 +227,66 @@ class Store:
             self._mark_durable(len(self._ledger))
         return len(records)
 
+    def scavenge(self, stop: threading.Event | None = None) -> ScavengeReport:
+        """Remove from memory and from disk every record written so far that the scavenge rules
+        discard; appends may go on meanwhile. Raise `ScavengeStopped` when `stop` is set (or the
+        store closes) before the new log is in place, and OSError when it cannot be written:
+        then nothing has changed."""
+        with self._scavenge_lock:
+            with self._lock:
+                self._check_stop(stop)
+                point = len(self._ledger)
+                scanned = self._ledger.all[:point]
+                kept = survivors(self._ledger, scanned, ticks_now())
+            # What is kept never changes: index it and write it out without the lock.
+            ledger = Ledger()
+            ledger.publish(kept)
+            rewrite = LogRewrite(self._wal.directory) if self._wal is not None else None
+            try:
+                sizes = self._swap(ledger, kept, point, rewrite, stop)
+            except BaseException:
+                if rewrite is not None:
+                    rewrite.abort()
+                raise
+        return ScavengeReport(len(scanned), len(scanned) - len(kept), *sizes)
+
+    def _swap(
+        self,
+        ledger: Ledger,
+        kept: list[Record],
+        point: int,
+        rewrite: LogRewrite | None,
+        stop: threading.Event | None,
+    ) -> tuple[int, int]:
+        """Write `kept`, then what was appended after `point`, into `rewrite` and put both the
+        new log and `ledger` in place; return the log's sizes before and after."""
+        for start in range(0, len(kept), REWRITE_FRAME):
+            self._check_stop(stop)
+            if rewrite is not None:
+                rewrite.write(kept[start : start + REWRITE_FRAME])
+        with self._sync_lock, self._lock:
+            self._check_stop(stop)
+            tail = self._ledger.all[point:]
+            ledger.publish(tail)
+            sizes = (0, 0)
+            if rewrite is not None and self._wal is not None:
+                for start in range(0, len(tail), REWRITE_FRAME):
+                    rewrite.write(tail[start : start + REWRITE_FRAME])
+                sizes = (self._wal.size, rewrite.size)
+                self._wal.replace(rewrite)
+            self._ledger = ledger
+            # All of the new log is durable: `replace` synced it.
+            self._durable = len(ledger)
+            self._durable_position = ledger.last_position
+            self._changed.notify_all()
+        return sizes
+
+    def _check_stop(self, stop: threading.Event | None) -> None:
+        if self._closing.is_set():
+            raise ScavengeStopped("the store is closing")
+        if stop is not None and stop.is_set():
+            raise ScavengeStopped("stopped on request")
+
     # -- internals (the caller holds the lock, except for `_sync`) ------------------------------
 
     def _append(self, stream: str, expected: int, events: Sequence[Proposed]) -> AppendResult:
@@ -217,9 +294,9 @@ class Store:
         outcome = decide(self._ledger.view(stream), expected, [e.event_id for e in events])
         if isinstance(outcome, AlreadyWritten):
             assert state is not None
-            record = state.records[outcome.last_revision]
+            record = state.at(outcome.last_revision)
             return AppendResult(outcome.last_revision, record.position)
-        current = len(state.records) - 1 if state else -1
+        current = state.next_revision - 1 if state else -1
         if not events:
             return AppendResult(current if current >= 0 else None, None)
         records = self._new_records(stream, current + 1, events)

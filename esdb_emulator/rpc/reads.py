@@ -32,35 +32,33 @@ def read_stream(store: Store, options: Any, backwards: bool, as_string: bool) ->
 
 
 def read_all(store: Store, options: Any, backwards: bool, as_string: bool) -> Iterator[bytes]:
+    """`$all` walked by position, so that a scavenge between two chunks moves nothing."""
     kind = options.all.WhichOneof("all_option")
     matches = wire.compile_filter(options)
     remaining = options.count
     if backwards:
-        index = (
-            store.index_of_position(options.all.position.commit_position)
-            if kind == "position"
-            else store.head
-        )
-        while remaining > 0 and index > 0:
-            start = max(0, index - CHUNK)
-            for record in reversed(store.all_slice(start, index - start)):
+        before = options.all.position.commit_position if kind == "position" else None
+        while remaining > 0:
+            chunk = store.all_before(before, CHUNK)
+            if not chunk:
+                return
+            for record in reversed(chunk):
                 if store.visible_in_all(record) and (matches is None or matches(record)):
                     yield wire.event_response(record, as_string)
                     remaining -= 1
                     if remaining == 0:
                         return
-            index = start
+            before = chunk[0].position
         return
-    index = (
-        store.index_of_position(options.all.position.commit_position)
-        if kind == "position"
-        else (store.head if kind == "end" else 0)
-    )
+    if kind == "position":
+        cursor = options.all.position.commit_position
+    else:
+        cursor = store.last_position() + 1 if kind == "end" else 0
     while remaining > 0:
-        chunk = store.all_slice(index, CHUNK)
+        chunk = store.all_from(cursor, CHUNK)
         if not chunk:
             return
-        index += len(chunk)
+        cursor = chunk[-1].position + 1
         for record in chunk:
             if store.visible_in_all(record) and (matches is None or matches(record)):
                 yield wire.event_response(record, as_string)

@@ -112,8 +112,10 @@ def test_usersvc_emulator_serves_an_imported_bundle_as_recorded(tmp_path: Path) 
 
 def test_a_failing_import_exits_1_without_serving_and_writes_nothing(tmp_path: Path) -> None:
     bundle = tmp_path / "gap.bundle"
-    # Revision 1 first: the stream would start with a gap, so the whole import is refused.
-    write_bundle(bundle, [stored(5_000, "user-bob", 1)], {"source": "test"})
+    # Revision 0, then 2: the stream would have a gap, so the whole import is refused.
+    write_bundle(
+        bundle, [stored(5_000, "user-bob", 0), stored(5_100, "user-bob", 2)], {"source": "test"}
+    )
     data_dir = tmp_path / "data"
     argv = [*USERSVC_EMULATOR, "--port", "0", "--data-dir", str(data_dir), "--import", str(bundle)]
     failed = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)

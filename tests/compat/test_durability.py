@@ -94,6 +94,8 @@ def test_an_import_below_the_head_or_out_of_order_writes_nothing(
     head = store.last_position()
     with pytest.raises(BadRequest, match="not after"):
         store.import_events([imported(head + 100, f"a-{unique}", 0), imported(head, "b", 0)])
-    with pytest.raises(BadRequest, match="continues at revision 0"):
-        store.import_events([imported(head + 100, f"a-{unique}", 1)])
+    with pytest.raises(BadRequest, match="continues at revision 1"):
+        store.import_events(
+            [imported(head + 100, f"a-{unique}", 0), imported(head + 200, f"a-{unique}", 2)]
+        )
     assert store.last_position() == head

@@ -45,7 +45,7 @@ def revisions(store: Store, stream: str, **read: object) -> list[int]:
 
 
 def test_a_new_store_starts_with_one_system_event_after_position_zero(store: Store) -> None:
-    (first,) = store.all_slice(0, 10)
+    (first,) = store.all_from(0, 10)
     assert (first.stream, first.type, first.position > 0) == ("$$$scavenges", "$metadata", True)
 
 
@@ -59,7 +59,7 @@ def test_appends_number_revisions_and_return_the_last_position(store: Store) -> 
 def test_positions_increase_strictly_across_streams(store: Store) -> None:
     store.append("a", ANY, [proposed(0), proposed(1)])
     store.append("b", ANY, [proposed(2)])
-    positions = [r.position for r in store.all_slice(0, 100)]
+    positions = [r.position for r in store.all_from(0, 100)]
     assert positions == sorted(set(positions))
 
 
@@ -124,7 +124,7 @@ def test_a_soft_delete_hides_the_stream_but_keeps_its_events_in_all(store: Store
     store.delete("s", 1)
     with pytest.raises(StreamNotFound):
         store.read_stream("s", None, False, 10)
-    assert [r.revision for r in store.all_slice(0, 100) if r.stream == "s"] == [0, 1]
+    assert [r.revision for r in store.all_from(0, 100) if r.stream == "s"] == [0, 1]
 
 
 def test_an_append_after_a_soft_delete_undeletes_and_continues_the_numbering(
@@ -183,10 +183,53 @@ def test_appends_after_an_import_continue_its_streams_and_positions(store: Store
 
 def test_an_import_that_does_not_continue_a_stream_writes_nothing(store: Store) -> None:
     head = store.last_position()
-    good, gap = imported(head + 100, "a", 0), imported(head + 200, "b", 1)
-    with pytest.raises(BadRequest, match="continues at revision 0"):
+    good, gap = imported(head + 100, "a", 0), imported(head + 200, "a", 2)
+    with pytest.raises(BadRequest, match="continues at revision 1"):
         store.import_events([good, gap])
     assert store.last_position() == head
+
+
+def test_an_import_that_skips_revisions_of_a_stream_it_continues_writes_nothing(
+    store: Store,
+) -> None:
+    store.append("a", NO_STREAM, [proposed()])
+    head = store.last_position()
+    with pytest.raises(BadRequest, match="continues at revision 1"):
+        store.import_events([imported(head + 100, "a", 3)])
+    assert store.last_position() == head
+
+
+def test_an_imported_stream_may_begin_after_revision_zero_and_keeps_its_revisions(
+    store: Store,
+) -> None:
+    head = store.last_position()
+    store.import_events([imported(head + 100, "cut", 2), imported(head + 200, "cut", 3)])
+    assert revisions(store, "cut") == [2, 3]
+    assert revisions(store, "cut", backwards=True) == [3, 2]
+    assert revisions(store, "cut", revision=0) == [2, 3]
+    assert revisions(store, "cut", revision=1, backwards=True) == []
+    assert store.stream_end("cut") == 4
+
+
+def test_appends_continue_a_stream_imported_from_a_later_revision(store: Store) -> None:
+    head = store.last_position()
+    store.import_events([imported(head + 100, "cut", 2)])
+    with pytest.raises(WrongExpectedVersion):
+        store.append("cut", 0, [proposed()])
+    assert store.append("cut", 2, [proposed()]).revision == 3
+
+
+def test_a_reopened_store_keeps_a_stream_that_begins_after_revision_zero(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    head = store.last_position()
+    store.import_events([imported(head + 100, "cut", 5)])
+    store.close()
+    reopened = Store(tmp_path)
+    try:
+        assert revisions(reopened, "cut") == [5]
+        assert reopened.append("cut", 5, [proposed()]).revision == 6
+    finally:
+        reopened.close()
 
 
 def test_an_import_at_or_below_the_head_writes_nothing(store: Store) -> None:
@@ -214,12 +257,12 @@ def test_an_import_failing_on_disk_midway_leaves_nothing_behind(
     with pytest.raises(OSError, match="disk full"):
         store.import_events([imported(head + 100 * (n + 1), "user-ann", n) for n in range(5)])
     monkeypatch.undo()
-    assert [r.stream for r in store.all_slice(0, 100)] == ["$$$scavenges"]
+    assert [r.stream for r in store.all_from(0, 100)] == ["$$$scavenges"]
     store.append("other", NO_STREAM, [proposed()])
     store.close()
     reopened = Store(tmp_path)
     try:
-        assert [r.stream for r in reopened.all_slice(0, 100)] == ["$$$scavenges", "other"]
+        assert [r.stream for r in reopened.all_from(0, 100)] == ["$$$scavenges", "other"]
     finally:
         reopened.close()
 
@@ -228,21 +271,21 @@ def test_a_reopened_store_has_every_record_as_it_was(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.append("s", NO_STREAM, [proposed(0), proposed(1)])
     store.tombstone("t", ANY)
-    before = store.all_slice(0, 100)
+    before = store.all_from(0, 100)
     store.close()
     reopened = Store(tmp_path)
     try:
-        assert reopened.all_slice(0, 100) == before
+        assert reopened.all_from(0, 100) == before
     finally:
         reopened.close()
 
 
 def test_waiting_readers_wake_when_a_record_becomes_visible(store: Store) -> None:
-    head = store.head
+    last = store.last_position()
     woke = threading.Event()
 
     def wait() -> None:
-        if store.wait_beyond(head, timeout=30):
+        if store.wait_for(last + 1, timeout=30):
             woke.set()
 
     waiter = threading.Thread(target=wait)

@@ -3,6 +3,7 @@ end the data, and `truncate` forgets what came after a mark."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,15 @@ def reopened(path: Path) -> list[list[Record]]:
         log.close()
 
 
+def after_a_crash(path: Path) -> list[list[Record]]:
+    """What a new process reads of the log a process that is still writing it (or died without
+    closing it) has left: a copy of its file, read in a directory no one holds."""
+    copy = path / "crashed"
+    copy.mkdir()
+    shutil.copyfile(path / FILE_NAME, copy / FILE_NAME)
+    return reopened(copy)
+
+
 def test_frames_come_back_as_written(wal: WriteAheadLog, tmp_path: Path) -> None:
     first = [
         record(1024, 0, stream="ünïcode-stream", data=b"\x00\xff", is_json=False),
@@ -54,7 +64,7 @@ def test_frames_come_back_as_written(wal: WriteAheadLog, tmp_path: Path) -> None
     wal.write(first)
     wal.write(second)
     wal.sync()
-    assert reopened(tmp_path) == [first, second]
+    assert after_a_crash(tmp_path) == [first, second]
 
 
 def test_a_torn_tail_is_cut_off_and_writing_continues_after_the_last_whole_frame(
@@ -90,7 +100,7 @@ def test_preallocated_zeros_end_the_data(wal: WriteAheadLog, tmp_path: Path) -> 
     wal.write([record(1024)])
     wal.sync()
     assert (tmp_path / FILE_NAME).stat().st_size > wal.size  # preallocated beyond the data
-    assert len(reopened(tmp_path)) == 1
+    assert len(after_a_crash(tmp_path)) == 1
 
 
 def test_truncate_forgets_the_frames_after_a_mark(wal: WriteAheadLog, tmp_path: Path) -> None:
