@@ -1,4 +1,5 @@
-"""`python -m esdb_emulator`: run the emulator until SIGTERM or SIGINT.
+"""`python -m esdb_emulator`: run the emulator until SIGTERM or SIGINT;
+`python -m esdb_emulator scavenge --data-dir DIR`: scavenge a data directory no emulator holds.
 
 `build_parser`, `server_from` and `serve` are public so that a program embedding the emulator
 can add options of its own (usersvc's `usersvc emulator --import` loads a bundle this way)."""
@@ -13,6 +14,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from esdb_emulator.model import Store
+from esdb_emulator.model.wal import FILE_NAME
 from esdb_emulator.server import EmbeddedServer
 
 log = logging.getLogger("esdb_emulator")
@@ -25,6 +28,8 @@ def build_parser(prog: str = "python -m esdb_emulator") -> argparse.ArgumentPars
     parser = argparse.ArgumentParser(
         prog=prog,
         description="An EventStoreDB emulator for development and tests (gRPC, insecure).",
+        epilog="`python -m esdb_emulator scavenge --data-dir DIR` scavenges a data directory "
+        "that no emulator holds.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     parser.add_argument("--port", type=int, default=2113, help="port (0 picks a free one)")
@@ -86,7 +91,49 @@ def serve(server: EmbeddedServer) -> int:
     return 0
 
 
+def scavenge_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m esdb_emulator scavenge",
+        description="Remove truncated, deleted and tombstoned events from an emulator's data "
+        "directory, keeping the positions, revisions and ids of the rest. Refused while an "
+        "emulator runs on the directory.",
+    )
+    parser.add_argument("--data-dir", type=Path, required=True, help="the data directory")
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def scavenge(data_dir: Path) -> int:
+    """Scavenge `data_dir`; print what was removed. 1 when no emulator data is there, or the
+    directory is in use, or the new log cannot be written (the old one is then untouched)."""
+    if not (data_dir / FILE_NAME).is_file():
+        log.error("%s holds no emulator data (no %s)", data_dir, FILE_NAME)
+        return 1
+    try:
+        store = Store(data_dir)
+    except OSError as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        report = store.scavenge()
+    except OSError as exc:
+        log.error("scavenge of %s failed, nothing changed: %s", data_dir, exc)
+        return 1
+    finally:
+        store.close()
+    print(
+        f"scavenged {data_dir}: removed {report.removed} of {report.scanned} events, "
+        f"{report.space_saved} bytes saved"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["scavenge"]:
+        options = scavenge_parser().parse_args(arguments[1:])
+        configure_logging(options.log_level)
+        return scavenge(options.data_dir)
+    args = build_parser().parse_args(arguments)
     configure_logging(args.log_level)
     return serve(server_from(args))

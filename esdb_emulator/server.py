@@ -11,8 +11,10 @@ from types import TracebackType
 import grpc
 
 from esdb_emulator.model import Store
+from esdb_emulator.model.scavenger import Scavenger
 from esdb_emulator.rpc.cluster import gossip_service, persistent_subscriptions_service
 from esdb_emulator.rpc.features import server_features_service
+from esdb_emulator.rpc.operations import operations_service
 from esdb_emulator.rpc.service import Service
 from esdb_emulator.rpc.streams import streams_service
 
@@ -36,6 +38,7 @@ def build_services(store: Store, advertised_host: str, port: int) -> list[Servic
         streams_service(store),
         gossip_service(advertised_host, port),
         persistent_subscriptions_service(),
+        operations_service(Scavenger(store, f"{advertised_host}:{port}")),
     ]
     return [*served, server_features_service(served)]
 

@@ -38,7 +38,7 @@ def abort(context: grpc.ServicerContext, refusal: Refusal) -> NoReturn:
     raise AssertionError("unreachable")
 
 
-# -- unary paths (Append, Delete, Tombstone, Read) -------------------------------------------------
+# -- unary paths (Append, Delete, Tombstone, Read, StopScavenge) -----------------------------------
 
 
 def stream_deleted(stream: str) -> Refusal:
@@ -110,6 +110,15 @@ def invalid_read_combination(
     return Refusal(
         grpc.StatusCode.INVALID_ARGUMENT,
         f"The combination of ({target}, {count}, {direction}, {filter_}) is invalid.",
+    )
+
+
+def scavenge_not_found(running: str | None) -> Refusal:
+    """StopScavenge of an id that is not running; the trailer names the one running, if any."""
+    return Refusal(
+        grpc.StatusCode.NOT_FOUND,
+        "Scavenge id was invalid.",
+        {"exception": "scavenge-not-found", "scavenge-id": running or ""},
     )
 
 

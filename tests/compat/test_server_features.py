@@ -44,5 +44,7 @@ def test_the_emulator_lists_exactly_the_methods_it_implements(
             "stream",
             "all",
         ],
+        "event_store.client.operations.operations/startscavenge": [],
+        "event_store.client.operations.operations/stopscavenge": [],
         "event_store.client.server_features.serverfeatures/getsupportedmethods": [],
     }
