@@ -127,3 +127,58 @@ def test_a_failing_import_exits_1_without_serving_and_writes_nothing(tmp_path: P
         assert store.last_position() < 5_000
     finally:
         store.close()
+
+
+SCAVENGE = [*EMULATOR, "scavenge", "--data-dir"]
+
+
+def test_the_scavenge_command_removes_truncated_events_of_a_stopped_emulator(
+    tmp_path: Path,
+) -> None:
+    with serving([*EMULATOR, "--data-dir", str(tmp_path)]) as client:
+        client.append_to_stream("cut", current_version=StreamState.NO_STREAM, events=events(3))
+        client.set_stream_metadata("cut", metadata={"$tb": 2}, current_version=StreamState.ANY)
+        before = [(e.stream_position, e.commit_position) for e in client.get_stream("cut")]
+    done = subprocess.run(
+        [*SCAVENGE, str(tmp_path)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    # The seed event, the three, and the metadata: two of them go.
+    assert done.stdout.startswith(f"scavenged {tmp_path}: removed 2 of 5 events, ")
+    with serving([*EMULATOR, "--data-dir", str(tmp_path)]) as client:
+        stream = [(e.stream_position, e.commit_position) for e in client.get_stream("cut")]
+        revisions = [e.stream_position for e in client.read_all() if e.stream_name == "cut"]
+    assert (stream, revisions) == (before, [2])
+
+
+def test_the_scavenge_command_is_refused_while_an_emulator_holds_the_directory(
+    tmp_path: Path,
+) -> None:
+    with serving([*EMULATOR, "--data-dir", str(tmp_path)]):
+        refused = subprocess.run(
+            [*SCAVENGE, str(tmp_path)], check=False, capture_output=True, text=True, timeout=60
+        )
+    assert refused.returncode == 1
+    assert "in use by another emulator" in refused.stderr
+
+
+def test_the_scavenge_command_is_refused_where_there_is_no_emulator_data(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [*SCAVENGE, str(tmp_path / "none")], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 1
+    assert "holds no emulator data" in refused.stderr
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_second_emulator_on_a_held_directory_exits_1(tmp_path: Path) -> None:
+    with serving([*EMULATOR, "--data-dir", str(tmp_path)]):
+        second = subprocess.run(
+            [*EMULATOR, "--port", "0", "--data-dir", str(tmp_path)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert second.returncode == 1
+    assert "in use by another emulator" in second.stderr

@@ -1,15 +1,18 @@
 """Forgetting reaches every copy usersvc makes: export and replay from EventStoreDB honour stream
-truncation (`$tb`) although `$all` still holds the truncated events until a scavenge.
+truncation (`$tb`) although `$all` still holds the truncated events until a scavenge; a scavenge
+of the emulator (its operation, or its command) removes them from its files.
 
-Each test writes into an in-memory emulator of its own over real gRPC (esdbclient), so that
-`$all` holds exactly its history. The tests hold whether `$all` still yields truncated events
-(a real server before a scavenge, and the emulator today) or no longer does (after a scavenge):
+Each test writes into an emulator of its own over real gRPC (esdbclient), in memory (on disk for
+the tests that search its files), so that `$all` holds exactly its history. The tests hold
+whether `$all` still yields truncated events (before a scavenge) or no longer does (after one):
 they assert on what the copies hold, never on `$all` itself, except the first one, which shows
 what the copies are protected from.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from repro.export import export
 from repro.history import EsdbSource
 from repro.replay import ReplayRequest, replay
 from tests.fixtures.lifecycle import Life
+from tests.fixtures.scavenges import scavenge
 from usersvc.records import StoredEvent
 from usersvc_cli.emulator_command import import_bundle
 
@@ -260,11 +264,6 @@ def test_a_source_that_never_read_has_nothing_to_recheck(server: EmbeddedServer)
     source.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the emulator's import refuses a stream whose first event is not at revision 0, as a"
-    " stream truncated by a deletion is (needs the emulator's scavenging work of issue 8)",
-)
 def test_a_bundle_exported_after_a_deletion_imports_into_the_emulator(
     server: EmbeddedServer, client: EventStoreDBClient, tmp_path: Path
 ) -> None:
@@ -274,3 +273,58 @@ def test_a_bundle_exported_after_a_deletion_imports_into_the_emulator(
     with EmbeddedServer() as copy:
         assert copy.store is not None
         assert import_bundle(copy.store, bundle) == 3
+        copied = EventStoreDBClient(copy.connection_string)
+        try:
+            assert [(e.stream_position, e.type) for e in copied.get_stream("user-zeb")] == [
+                (2, "user-deleted")
+            ]
+        finally:
+            copied.close()
+
+
+def files_holding(directory: Path, text: str) -> list[str]:
+    """The files under `directory` whose bytes contain `text`."""
+    return sorted(
+        str(path.relative_to(directory))
+        for path in directory.rglob("*")
+        if path.is_file() and text.encode() in path.read_bytes()
+    )
+
+
+def test_after_a_deletion_and_a_scavenge_the_emulators_files_hold_nothing_of_the_user(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "esdb"
+    with EmbeddedServer(data_dir) as server:
+        client = EventStoreDBClient(server.connection_string)
+        try:
+            deleted_user(client)
+            assert files_holding(data_dir, SECRET) == ["events.log"]  # the search finds it
+            completed = scavenge(server.connection_string, client)
+        finally:
+            client.close()
+        assert completed["result"] == "Success"
+        assert files_holding(data_dir, SECRET) == []
+        assert files_holding(data_dir, LATER) == []
+        assert files_holding(data_dir, "Anna Before") == ["events.log"]
+
+
+def test_the_scavenge_command_on_a_stopped_emulator_removes_the_deleted_users_name(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "esdb"
+    with EmbeddedServer(data_dir) as server:
+        client = EventStoreDBClient(server.connection_string)
+        try:
+            deleted_user(client)
+        finally:
+            client.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "esdb_emulator", "scavenge", "--data-dir", str(data_dir)],
+        check=False,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert files_holding(data_dir, SECRET) == []
+    assert files_holding(data_dir, LATER) == []
