@@ -36,6 +36,7 @@ from tests.fixtures.esdb_events import imported
 from tests.fixtures.scavenge_crash import POINTS
 
 SECRET = b"Zebulon Quartermaine-Oyelaran"
+REPOSITORY = Path(__file__).resolve().parents[3]  # where `tests` is a package
 
 
 def proposed(n: int = 0, data: bytes | None = None) -> Proposed:
@@ -325,6 +326,7 @@ def test_a_scavenge_killed_at_any_point_leaves_the_old_data_or_the_new(
     assert old != new
     killed = subprocess.run(
         [sys.executable, "-m", "tests.fixtures.scavenge_crash", str(old_dir), point],
+        cwd=REPOSITORY,
         check=False,
         capture_output=True,
         timeout=60,
