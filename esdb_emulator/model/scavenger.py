@@ -102,26 +102,11 @@ class Scavenger:
     def _run(self, scavenge_id: str, stop: threading.Event) -> None:
         began = time.monotonic()
         stream = history_stream(scavenge_id)
-        result, error, saved = "Success", None, 0
         try:
-            self._log_started(scavenge_id, stream)
-            report = self.store.scavenge(stop)
-            saved = report.space_saved
-            log.info(
-                "scavenge %s removed %d of %d records, %d bytes",
-                scavenge_id,
-                report.removed,
-                report.scanned,
-                saved,
-            )
-        except ScavengeStopped as exc:
-            result = "Stopped"
-            log.info("scavenge %s stopped: %s", scavenge_id, exc)
-        except (OSError, StoreError) as exc:
-            result, error = "Errored", str(exc)
-            log.error("scavenge %s failed: %s", scavenge_id, exc)
-        with self._lock:
-            self._running = None
+            result, error, saved = self._scavenge(scavenge_id, stream, stop)
+        finally:
+            with self._lock:
+                self._running = None
         completed = {
             "scavengeId": scavenge_id,
             "nodeEndpoint": self.node_endpoint,
@@ -134,6 +119,28 @@ class Scavenger:
             self._log(stream, COMPLETED, completed)
         except (OSError, StoreError) as exc:
             log.warning("could not log the end of scavenge %s: %s", scavenge_id, exc)
+
+    def _scavenge(
+        self, scavenge_id: str, stream: str, stop: threading.Event
+    ) -> tuple[str, str | None, int]:
+        """Log the start, scavenge: (result, error, bytes saved) as `$scavengeCompleted` says."""
+        try:
+            self._log_started(scavenge_id, stream)
+            report = self.store.scavenge(stop)
+        except ScavengeStopped as exc:
+            log.info("scavenge %s stopped: %s", scavenge_id, exc)
+            return "Stopped", None, 0
+        except (OSError, StoreError) as exc:
+            log.error("scavenge %s failed: %s", scavenge_id, exc)
+            return "Errored", str(exc), 0
+        log.info(
+            "scavenge %s removed %d of %d records, %d bytes",
+            scavenge_id,
+            report.removed,
+            report.scanned,
+            report.space_saved,
+        )
+        return "Success", None, report.space_saved
 
     def _log_started(self, scavenge_id: str, stream: str) -> None:
         history = {"$maxAge": HISTORY_MAX_AGE, "$acl": {"$r": "$ops"}}

@@ -464,3 +464,26 @@ def test_time_taken_is_written_as_a_dotnet_time_span() -> None:
     from esdb_emulator.model.scavenger import time_taken
 
     assert time_taken(3723.5) == "01:02:03.5000000"
+
+
+def test_a_scavenge_failing_on_disk_is_logged_as_errored_and_the_next_one_can_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path)
+    try:
+        a_history(store)
+
+        def fail(*args: object) -> None:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(LogRewrite, "write", fail)
+        scavenger = Scavenger(store, "127.0.0.1:2113")
+        scavenge_id, _ = scavenger.start()
+        assert scavenger.wait(timeout=60)
+        _, (_, end) = history(store, f"$scavenges-{scavenge_id}")
+        assert (end["result"], end["error"]) == ("Errored", "disk full")
+        monkeypatch.undo()
+        assert scavenger.start()[1]
+        assert scavenger.wait(timeout=60)
+    finally:
+        store.close()
