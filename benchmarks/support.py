@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -15,7 +16,17 @@ from pathlib import Path
 
 from repro.bundle import write_bundle
 from repro.history import EsdbSource, SourceUnavailable
-from usersvc.events import STREAM_PREFIX, UserCreated, encode_user_created, stream_name
+from usersvc.events import (
+    STREAM_PREFIX,
+    FullNameChanged,
+    UserCreated,
+    UserDeleted,
+    UserEvent,
+    encode_event,
+    encode_user_created,
+    event_type,
+    stream_name,
+)
 from usersvc.records import StoredEvent
 
 
@@ -67,11 +78,50 @@ def generate(count: int, prefix: str = "user") -> Iterator[StoredEvent]:
         )
 
 
-def history_bundle(path: Path, count: int) -> int:
-    """Write `count` generated events to `path`, with the manifest of an export of the
-    `user-` streams (as `usersvc export` writes it); return the last commit position."""
+def generate_mixed(count: int, seed: int = 7) -> Iterator[StoredEvent]:
+    """`count` events of users' whole lives, in position order: 70% user-created, 25% full-name
+    changes and 5% deletions of live users picked at random (seeded, so runs compare)."""
+    rng = random.Random(seed)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    live: list[str] = []
+    revisions: dict[str, int] = {}
+    for i in range(count):
+        moment = start + timedelta(milliseconds=i)
+        kind = i % 20
+        event: UserEvent
+        if kind < 14 or len(live) < 10:
+            name = f"user{i:07d}"
+            live.append(name)
+            revisions[name] = 0
+            event = UserCreated(name, f"Full Name {i}", moment)
+        elif kind < 19:
+            name = live[rng.randrange(len(live))]
+            revisions[name] += 1
+            event = FullNameChanged(name, f"Changed Name {i}", moment)
+        else:
+            name = live.pop(rng.randrange(len(live)))
+            revisions[name] += 1
+            event = UserDeleted(name, moment)
+        yield StoredEvent(
+            commit_position=10_000 + i * 200,
+            stream=stream_name(name),
+            revision=revisions[name],
+            event_id=uuid.uuid4(),
+            type=event_type(event),
+            data=encode_event(event),
+            metadata=b'{"schemaVersion":1}',
+            content_type="application/json",
+            recorded_at=moment,
+        )
+
+
+def history_bundle(path: Path, count: int, *, mixed: bool = False) -> int:
+    """Write `count` generated events (user-created only, or `mixed` lives) to `path`, with the
+    manifest of an export of the `user-` streams (as `usersvc export` writes it); return the last
+    commit position."""
     manifest = {"source": "benchmark", "streamPrefix": STREAM_PREFIX}
-    trailer = write_bundle(path, generate(count), manifest)
+    events = generate_mixed(count) if mixed else generate(count)
+    trailer = write_bundle(path, events, manifest)
     return int(trailer["lastPosition"])
 
 
