@@ -95,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        configure_logging(load_settings().log_level)
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_format)
     except SettingsError:
         configure_logging()  # the command itself reports the bad setting
     try:

@@ -15,7 +15,7 @@ def main() -> int:
     except SettingsError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return run(settings)
 
 
