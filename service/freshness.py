@@ -162,7 +162,15 @@ def await_position() -> None:
     checkpoint = source.wait_for(position, 0)
     outcome = "fresh"
     if checkpoint is None or checkpoint < position:
-        checkpoint = source.wait_for(position, current_app.config["MIN_POSITION_WAIT"])
+        timeout = current_app.config["MIN_POSITION_WAIT"]
+        log.debug(
+            "waiting up to %.1f s for the worker to apply commit position %d (it is at %s)",
+            timeout,
+            position,
+            checkpoint,
+            extra={"min_position": position, "checkpoint": checkpoint},
+        )
+        checkpoint = source.wait_for(position, timeout)
         outcome = "caught_up" if checkpoint is not None and checkpoint >= position else "behind"
     metrics = current(current_app)
     if metrics is not None:

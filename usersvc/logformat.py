@@ -6,9 +6,10 @@
   the call, and `exception` with the traceback when there is one.
 - `TextFormatter`: the usual one-line format for people.
 
-Both redact secrets from the finished line, whatever put them there (a message, an argument, an
+Both redact secrets from every line, whatever put them there (a message, an argument, an
 exception from a library): the password of any `scheme://user:password@host` URL, `password=...`
-in a libpq connection string, and bearer tokens.
+in a libpq connection string, the piece of a connection string libpq quotes when it cannot parse
+it, and bearer tokens.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ _KEY_PASSWORD = re.compile(
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(?P<scheme>\bBearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+# libpq quotes the piece of a connection string it could not parse, which may be the password.
+_LIBPQ_PIECE = re.compile(
+    r'(?P<what>percent-encoded (?:token|value): |missing "=" after )"[^"]*"', re.IGNORECASE
+)
 
 # The attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
@@ -48,6 +53,8 @@ def redact(text: str) -> str:
         text = _KEY_PASSWORD.sub(rf"\g<key>{REDACTED}", text)
     if "earer" in text:
         text = _BEARER.sub(rf"\g<scheme>{REDACTED}", text)
+    if "percent-encoded" in text or "missing" in text:
+        text = _LIBPQ_PIECE.sub(rf'\g<what>"{REDACTED}"', text)
     return text
 
 

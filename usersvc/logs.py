@@ -16,6 +16,8 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Python's warnings become log lines too (in the same format), not bare stderr text.
+    logging.captureWarnings(True)
     # grpc and urllib3 are chatty at INFO.
     for noisy in ("urllib3", "grpc", "testcontainers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -79,8 +79,19 @@ def test_a_value_json_cannot_hold_is_written_as_text() -> None:
         f"dsn: host=db password='{SECRET}' dbname=users",
         f"headers: Authorization: Bearer {SECRET}",
         f"esdb://admin:{SECRET}@eventstore:2113?tls=true",
+        f'invalid percent-encoded token: "{SECRET}%zz"',
+        f'missing "=" after "{SECRET}" in connection info string',
     ],
-    ids=["postgresql url", "postgres url", "conninfo", "quoted conninfo", "bearer", "esdb url"],
+    ids=[
+        "postgresql url",
+        "postgres url",
+        "conninfo",
+        "quoted conninfo",
+        "bearer",
+        "esdb url",
+        "libpq percent-encoding error",
+        "libpq conninfo error",
+    ],
 )
 def test_no_line_holds_a_secret_whatever_carries_it(log_format: str, message: str) -> None:
     line = formatter(log_format).format(record(message))
