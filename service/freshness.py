@@ -9,7 +9,8 @@ the rows with the checkpoint and notifies on commit, so once the position is kno
 any connection of the pool sees the rows.
 
 Waiting is bounded (`MIN_POSITION_WAIT`, default 5 s); a checkpoint still behind then is
-`503 projection_behind` with `Retry-After` and the checkpoint reached.
+`503 projection_behind` with `Retry-After` and the checkpoint reached. A position beyond the
+newest user event in EventStoreDB was never answered by a write: 422 at once, no wait.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, Protocol
 import psycopg
 from flask import current_app, request
 
-from service.errors import DatabaseUnavailable, ProjectionBehind, ValidationFailed
+from service import context
+from service.errors import ApiError, DatabaseUnavailable, ProjectionBehind, ValidationFailed
 from service.metrics import current
 from usersvc.readmodel import ReadModel, notify_prefix
 
@@ -151,6 +153,20 @@ def min_position() -> int | None:
     return int(text)
 
 
+def _written(position: int) -> None:
+    """A position past the newest user event in EventStoreDB was answered by no write: waiting
+    for it would be in vain (422). Unchecked while EventStoreDB does not answer."""
+    try:
+        head = context.event_store().head_position()
+    except ApiError:
+        return
+    if position > head:
+        raise ValidationFailed(
+            f"no write has reached commit position {position} yet (the newest is {head})",
+            [{"field": HEADER, "message": "a commit position that a write answered with"}],
+        )
+
+
 def await_position() -> None:
     """Return once the read model has applied the request's `X-Min-Position` (at once without
     one); raise `ProjectionBehind` when the bounded wait ends first."""
@@ -162,6 +178,7 @@ def await_position() -> None:
     checkpoint = source.wait_for(position, 0)
     outcome = "fresh"
     if checkpoint is None or checkpoint < position:
+        _written(position)
         timeout = current_app.config["MIN_POSITION_WAIT"]
         log.debug(
             "waiting up to %.1f s for the worker to apply commit position %d (it is at %s)",

@@ -168,7 +168,8 @@ def _create() -> dict[str, Any]:
                 "name": "X-Request-ID",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string", "maxLength": 200},
+                "description": "cut to its first 200 characters",
+                "schema": {"type": "string"},
             }
         ],
         "requestBody": {

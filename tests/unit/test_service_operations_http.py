@@ -144,7 +144,7 @@ def test_a_read_at_a_position_already_applied_answers_at_once(svc: FakeService) 
 def test_a_read_beyond_the_checkpoint_is_503_projection_behind() -> None:
     users = FakeUsers(saved=Checkpoint(499, datetime.now(UTC)))
     app = create_app(
-        Settings(min_position_wait=0), event_store=MemoryStore(), users=users, verifier=None
+        Settings(min_position_wait=0), event_store=MemoryStore(head=600), users=users, verifier=None
     )
     response = app.test_client().get("/users/ann", headers={"X-Min-Position": "500"})
     assert response.status_code == 503
@@ -153,6 +153,15 @@ def test_a_read_beyond_the_checkpoint_is_503_projection_behind() -> None:
     assert response.json["error"]["details"] == [{"minPosition": 500, "checkpoint": 499}]
     assert response.headers["Retry-After"] == "1"
     assert response.headers["X-Checkpoint-Position"] == "499"
+
+
+def test_a_position_no_write_has_reached_is_422_at_once(svc: FakeService) -> None:
+    svc.store.head = 1200
+    response = svc.client.get("/users/ann", headers={"X-Min-Position": "1201"})
+    assert response.status_code == 422
+    assert svc.error(response)["message"] == (
+        "no write has reached commit position 1201 yet (the newest is 1200)"
+    )
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "1.5", "", "9" * 20, "\uff11\uff12"])
