@@ -19,6 +19,8 @@ from gunicorn.glogging import Logger
 class GunicornLogger(Logger):  # type: ignore[misc]
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
+        # Access lines are INFO: LOG_LEVEL=WARNING silences them like every other INFO line.
+        self.access_log.setLevel(max(logging.INFO, self.loglevel))
         if not logging.getLogger().handlers:
             return  # nothing configured this process's logging: keep gunicorn's own handlers
         for log in (self.error_log, self.access_log):

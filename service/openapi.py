@@ -70,6 +70,10 @@ def build(*, metrics: bool) -> dict[str, Any]:
                 "replica to read your own write."
             ),
         },
+        "tags": [
+            {"name": "users", "description": "A user's whole life, from its events"},
+            {"name": "operations", "description": "Probes, metrics and this document"},
+        ],
         "paths": paths,
         "components": {
             "schemas": definitions.get("$defs", {}),
