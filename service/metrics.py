@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from esdbclient import NewEvent, RecordedEvent
 from flask import Flask, Response, g, request
@@ -35,6 +36,7 @@ class ServiceMetrics:
     """The service's metrics, in the multi-process files when `MULTIPROC_ENV` is set."""
 
     def __init__(self) -> None:
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         from prometheus_client import (
             CollectorRegistry,
             Counter,
@@ -88,8 +90,16 @@ class ServiceMetrics:
         )
 
     def request(self, method: str, route: str, status: str, seconds: float) -> None:
-        self.requests.labels(method, route, status).inc()
-        self.latency.labels(method, route, status).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            # The label sets are few (routes, methods, statuses): look each up once.
+            children = self._children[key] = (
+                self.requests.labels(*key),
+                self.latency.labels(*key),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def append(self, outcome: str, seconds: float) -> None:
         self.appends.labels(outcome).inc()

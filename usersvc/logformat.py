@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -105,8 +105,10 @@ class JsonFormatter(logging.Formatter):
         context = _context.get()
         if context:
             entry.update(context)
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
+        fields = record.__dict__
+        for key in fields.keys() - _STANDARD:
+            if not key.startswith("_"):
+                value = fields[key]
                 entry[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
@@ -119,6 +121,13 @@ def _text(value: object) -> str:
     return redact(str(value))
 
 
+# The second of the last line, formatted once for all the lines in it.
+_second: list[Any] = [None, ""]
+
+
 def _utc(created: float) -> str:
-    moment = datetime.fromtimestamp(created, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    whole = int(created)
+    if whole != _second[0]:
+        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second[0] = whole
+    return f"{_second[1]}.{int((created - whole) * 1000):03d}Z"

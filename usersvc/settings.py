@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # `text` (one line for people) or `json` (one JSON object a line, for log collectors).
     log_format: Literal["text", "json"] = "text"
-    # gunicorn's access log: one line per request, in `log_format`.
-    access_log: bool = True
+    # gunicorn's access log: one line per request, in `log_format` (off by default: a line a
+    # request is what ingress proxies usually keep already).
+    access_log: bool = False
 
     # Prometheus metrics: the service at `GET /metrics`; the worker on its own port (None: off).
     metrics_enabled: bool = True
