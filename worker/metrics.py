@@ -103,7 +103,8 @@ class WorkerMetrics:
         )
         self.leader = Gauge(
             "usersvc_worker_leader",
-            "1 while this worker holds the lock and projects, 0 while it stands by or connects.",
+            "1 while this worker holds the lock (and projects, or retries EventStoreDB), 0 while "
+            "it stands by or connects to PostgreSQL.",
             registry=registry,
         )
         self._skipped_types: set[str] = set()
@@ -134,7 +135,8 @@ class WorkerMetrics:
     def reconnecting(self, dependency: str) -> None:
         self.reconnects.labels(dependency).inc()
         self.caught_up.set(0)
-        self.leading(False)
+        if dependency == "postgresql":
+            self.leading(False)  # the lock went with the connection
 
     def leading(self, leads: bool, checkpoint: int | None = None) -> None:
         """Whether this worker projects; when it starts to, the checkpoint it starts from."""

@@ -150,10 +150,10 @@ class _Worker:
                 self.standing_by = False
             return True
         if not self.standing_by:
-            log.info("another worker holds the lock for %s; standing by", key)
-            self.standing_by = True
             if self.metrics is not None:
                 self.metrics.leading(False)
+            log.info("another worker holds the lock for %s; standing by", key)
+            self.standing_by = True
         self.stop.wait(STANDBY_POLL)
         return False
 
