@@ -14,10 +14,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.fixtures.operations import Logged, json_lines, scrape, value
+from tests.fixtures.operations import HeldBack, Logged, json_lines, scrape, value
 from tests.fixtures.processes import free_port, stop_process, wait_for_http
 from tests.fixtures.waiting import wait_for_checkpoint
-from usersvc.readmodel import ReadModel
 
 pytestmark = pytest.mark.slow
 
@@ -162,16 +161,12 @@ def test_worker_metrics_follow_the_projection_and_its_lag(observed: Observed, un
     assert value(after, "usersvc_worker_lag_seconds") == 0
 
     # Held back by a lock on its checkpoint row, the worker is one event behind the head.
-    with psycopg.connect(observed.pg_url) as conn:
-        conn.execute(
-            psycopg.sql.SQL("SELECT 1 FROM {} WHERE name = %s FOR UPDATE").format(
-                ReadModel(observed.schema).checkpoints
-            ),
-            (observed.worker_name,),
-        )
+    held = HeldBack(observed.pg_url, observed.schema, observed.worker_name)
+    try:
         late = register(observed.base, f"late-{unique}")
         behind = scrape(observed.worker_metrics)
-        conn.rollback()
+    finally:
+        held.release()
     assert value(behind, "usersvc_worker_lag_events") == 1
     assert value(behind, "usersvc_worker_head_position") == late
     assert value(behind, "usersvc_worker_checkpoint_position") == positions[-1]
@@ -187,11 +182,18 @@ def test_the_worker_answers_livez_on_its_metrics_port(observed: Observed) -> Non
 def test_every_line_is_json_with_request_ids_and_without_the_password(
     observed: Observed, unique: str
 ) -> None:
-    register(observed.base, f"log-{unique}", request_id=f"req-{unique}")
-    behind = httpx.get(
-        f"{observed.base}/users/log-{unique}",
-        headers={"X-Min-Position": str(2**62), "X-Request-ID": f"behind-{unique}"},
-    )
+    first = register(observed.base, f"log-{unique}", request_id=f"req-{unique}")
+    wait_for_checkpoint(observed.pg_url, observed.schema, observed.worker_name, first)
+    # A 503 (logged as a warning, with its request id): a read the held-back worker cannot serve.
+    held = HeldBack(observed.pg_url, observed.schema, observed.worker_name)
+    try:
+        late = register(observed.base, f"late-{unique}")
+        behind = httpx.get(
+            f"{observed.base}/users/late-{unique}",
+            headers={"X-Min-Position": str(late), "X-Request-ID": f"behind-{unique}"},
+        )
+    finally:
+        held.release()
     assert behind.status_code == 503
     service_lines, worker_lines = observed.stop()
     service, worker = json_lines(service_lines), json_lines(worker_lines)

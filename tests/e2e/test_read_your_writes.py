@@ -19,10 +19,9 @@ import orjson
 import psycopg
 import pytest
 
-from tests.fixtures.operations import Logged, scrape, value
+from tests.fixtures.operations import HeldBack, Logged, scrape, value
 from tests.fixtures.processes import free_port, stop_process, wait_for_http
 from tests.fixtures.waiting import read_checkpoint, wait_for_checkpoint
-from usersvc.readmodel import ReadModel
 
 pytestmark = pytest.mark.slow
 
@@ -79,25 +78,6 @@ def create(base: str, username: str) -> int:
     position = int(response.headers["X-Commit-Position"])
     assert position == response.json()["commitPosition"]
     return position
-
-
-class HeldBack:
-    """The worker's checkpoint row locked by a transaction of the test's own."""
-
-    def __init__(self, pg_url: str, schema: str, worker_name: str) -> None:
-        self.conn = psycopg.connect(pg_url)
-        row = self.conn.execute(
-            psycopg.sql.SQL("SELECT commit_position FROM {} WHERE name = %s FOR UPDATE").format(
-                ReadModel(schema).checkpoints
-            ),
-            (worker_name,),
-        ).fetchone()
-        assert row is not None
-        self.checkpoint = int(row[0])
-
-    def release(self) -> None:
-        self.conn.rollback()
-        self.conn.close()
 
 
 def test_a_read_through_another_process_waits_for_its_write(two_services: Two, unique: str) -> None:
