@@ -33,8 +33,8 @@ from contextlib import contextmanager
 import grpc
 from esdbclient import CaughtUp, EventStoreDBClient, NewEvent, StreamState
 
-from esdb_emulator.records import Record
-from esdb_emulator.wire import event_response
+from esdb_emulator.model import Record
+from esdb_emulator.rpc.wire import event_response
 
 BASELINE_METHOD = "/bench.Bare/Stream"
 CONCURRENT_CLIENTS = 8
@@ -70,15 +70,17 @@ def free_port() -> int:
 def wait_until_serving(url: str) -> None:
     deadline = time.monotonic() + 20
     while True:
+        client = EventStoreDBClient(url)  # connects lazily: a call shows the server is up
         try:
-            client = EventStoreDBClient(url)
+            client.get_commit_position()
         except Exception:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
         else:
-            client.close()
             return
+        finally:
+            client.close()
 
 
 def serve_baseline(port: int, size: int, count: int) -> None:

@@ -15,8 +15,13 @@ from pathlib import Path
 
 from repro.bundle import write_bundle
 from repro.history import EsdbSource, SourceUnavailable
-from usersvc.events import UserCreated, encode_user_created, stream_name
+from usersvc.events import STREAM_PREFIX, UserCreated, encode_user_created, stream_name
 from usersvc.records import StoredEvent
+
+
+def load_average() -> str:
+    """The machine's load averages (1, 5, 15 minutes): other processes make every figure noisy."""
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def free_port() -> int:
@@ -62,20 +67,23 @@ def generate(count: int, prefix: str = "user") -> Iterator[StoredEvent]:
 
 
 def history_bundle(path: Path, count: int) -> int:
-    """Write `count` generated events to `path`; return the last commit position."""
-    trailer = write_bundle(path, generate(count), {"source": "benchmark"})
+    """Write `count` generated events to `path`, with the manifest of an export of the
+    `user-` streams (as `usersvc export` writes it); return the last commit position."""
+    manifest = {"source": "benchmark", "streamPrefix": STREAM_PREFIX}
+    trailer = write_bundle(path, generate(count), manifest)
     return int(trailer["lastPosition"])
 
 
 @contextmanager
 def emulator_process(bundle: Path | None = None) -> Iterator[str]:
-    """The emulator in its own process (in memory), as `usersvc emulator` runs it; yields its
-    connection string once it serves (after importing `bundle`, if given)."""
+    """The emulator in its own process (in memory), run by the `usersvc emulator` command; yields
+    its connection string once it serves (after importing `bundle`, if given)."""
     port = free_port()
     command = [
         sys.executable,
         "-m",
-        "esdb_emulator",
+        "usersvc_cli.main",
+        "emulator",
         "--mem",
         "--port",
         str(port),

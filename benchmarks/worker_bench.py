@@ -1,14 +1,18 @@
-"""Worker catch-up speed: the batched worker against a naive one-transaction-per-event projector.
+"""Worker catch-up speed against esdbclient reading the same events and doing nothing with them.
 
-    python -m benchmarks.worker_bench [--events 100000] [--naive-sample 10000]
+    python -m benchmarks.worker_bench [--events 100000] [--rounds 2] [--naive-sample 10000]
 
 Setup (not measured): an embedded PostgreSQL (or `DATABASE_URL`) and the emulator in its own
-process, as `usersvc emulator --import` runs it, loaded with `--events` generated
-`user-created` events. Then it measures, in the same run and against the same store:
-- the real worker (`worker.runner.run`) catching up all of them into a fresh schema, timed from
-  start until its checkpoint reaches the last event;
-- a naive projector (the same subscription and projection code, but one transaction per event)
-  over the first `--naive-sample` events, its rate then being compared per event.
+process, as `usersvc emulator --import` runs it, loaded with `--events` generated `user-created`
+events. Then, `--rounds` times, against the same store:
+- the ceilings: esdbclient's catch-up subscription with the worker's filter and options (what
+  the worker reads through) and `read_all` with the same filter, each counting the events and
+  doing nothing else;
+- the real worker catching up all of them into a fresh schema, timed from its start until its
+  checkpoint reaches the last event.
+The best round of each is reported, and the worker's rate as a multiple of the subscription's
+(target: at least 0.8x). Last, a naive projector (one transaction per event) over the first
+`--naive-sample` events, for scale (0 skips it).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from pathlib import Path
 import psycopg
 from esdbclient import EventStoreDBClient
 
-from benchmarks.support import emulator_process, history_bundle, postgres
+from benchmarks import ceilings
+from benchmarks.ceilings import Measured, against, best
+from benchmarks.support import emulator_process, history_bundle, load_average, postgres
 from tests.fixtures.waiting import wait_for_checkpoint
 from usersvc.settings import load_settings
 from worker import subscription as source
@@ -32,8 +38,12 @@ from worker.migrator import migrate
 from worker.projection import Projection
 from worker.runner import run
 
+TARGET = 0.8  # of the catch-up subscription's rate
+
 
 def time_worker(esdb_url: str, pg_url: str, last: int, batch_size: int) -> float:
+    """Seconds the worker takes from its start to a checkpoint at `last`, in a fresh schema.
+    The one place that knows how to run the worker."""
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     migrate(pg_url, schema)
     settings = load_settings(
@@ -56,8 +66,8 @@ def time_worker(esdb_url: str, pg_url: str, last: int, batch_size: int) -> float
         thread.join()
 
 
-def time_naive(esdb_url: str, pg_url: str, sample: int) -> tuple[int, float]:
-    """One transaction per event over the first `sample` events; return (events, seconds)."""
+def time_naive(esdb_url: str, pg_url: str, sample: int) -> Measured:
+    """One transaction per event over the first `sample` events."""
     schema = f"naive_{uuid.uuid4().hex[:8]}"
     migrate(pg_url, schema)
     projection = Projection(schema, "naive")
@@ -77,40 +87,64 @@ def time_naive(esdb_url: str, pg_url: str, sample: int) -> tuple[int, float]:
             subscription.stop()
     finally:
         client.close()
-    return done, elapsed
+    return Measured(done, elapsed)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--naive-sample", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=2, help="ceilings and worker, best kept")
+    parser.add_argument("--naive-sample", type=int, default=10_000, help="0 skips it")
     parser.add_argument("--batch-size", type=int, default=5000)
     args = parser.parse_args(argv)
 
     out = sys.stdout
+    out.write(f"start: {load_average()}\n")
     with tempfile.TemporaryDirectory() as tmp, postgres(Path(tmp) / "pg") as pg:
         bundle = Path(tmp) / "history.bundle"
         last = history_bundle(bundle, args.events)
         started = time.perf_counter()
         with emulator_process(bundle) as url:
             out.write(
-                f"setup: emulator process loaded with {args.events} events in "
+                f"setup: emulator process loaded with {args.events:,} events in "
                 f"{time.perf_counter() - started:.1f} s (not measured)\n"
             )
-            worker_s = time_worker(url, pg, last, args.batch_size)
-            worker_rate = args.events / worker_s
+            subscribed: list[Measured] = []
+            read: list[Measured] = []
+            worker: list[Measured] = []
+            for round_ in range(1, args.rounds + 1):
+                subscribed.append(ceilings.catch_up(url))
+                read.append(ceilings.read_all(url))
+                worker.append(Measured(args.events, time_worker(url, pg, last, args.batch_size)))
+                out.write(
+                    f"round {round_}: subscription {subscribed[-1].rate:,.0f} events/s,"
+                    f" read_all {read[-1].rate:,.0f} events/s,"
+                    f" worker {worker[-1].rate:,.0f} events/s"
+                    f" ({worker[-1].rate / subscribed[-1].rate:.2f}x the subscription)\n"
+                )
+            ceiling, read_best, figure = best(subscribed), best(read), best(worker)
+            for label, measured in (
+                ("ceiling: catch-up subscription, filtered, doing nothing", ceiling),
+                ("ceiling: read_all, filtered, doing nothing", read_best),
+            ):
+                out.write(
+                    f"{label}: {measured.count:,} events in {measured.seconds:.2f} s"
+                    f" = {measured.rate:,.0f} events/s\n"
+                )
             out.write(
-                f"worker (batch size {args.batch_size}): {args.events} events in {worker_s:.2f} s"
-                f" = {worker_rate:,.0f} events/s\n"
+                f"worker (batch size {args.batch_size}): {figure.count:,} events in"
+                f" {figure.seconds:.2f} s = {figure.rate:,.0f} events/s;"
+                f" {against(figure, ceiling, TARGET)};"
+                f" {figure.rate / read_best.rate:.2f}x read_all\n"
             )
-            naive_n, naive_s = time_naive(url, pg, min(args.naive_sample, args.events))
-            naive_rate = naive_n / naive_s
-            out.write(
-                f"naive (1 transaction per event, sample of {naive_n}): {naive_s:.2f} s"
-                f" = {naive_rate:,.0f} events/s"
-                f" (scaled to {args.events}: {args.events / naive_rate:.1f} s)\n"
-            )
-            out.write(f"speed-up: {worker_rate / naive_rate:.1f}x\n")
+            if args.naive_sample > 0:
+                naive = time_naive(url, pg, min(args.naive_sample, args.events))
+                out.write(
+                    f"naive (1 transaction per event, sample of {naive.count:,}):"
+                    f" {naive.seconds:.2f} s = {naive.rate:,.0f} events/s; the worker is"
+                    f" {figure.rate / naive.rate:.1f}x faster\n"
+                )
+    out.write(f"end: {load_average()}\n")
     return 0
 
 

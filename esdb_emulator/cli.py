@@ -1,27 +1,35 @@
-"""`python -m esdb_emulator` / `usersvc emulator`: run the emulator until SIGTERM or SIGINT."""
+"""`python -m esdb_emulator`: run the emulator until SIGTERM or SIGINT;
+`python -m esdb_emulator scavenge --data-dir DIR`: scavenge a data directory no emulator holds.
+
+`build_parser`, `server_from` and `serve` are public so that a program embedding the emulator
+can add options of its own (usersvc's `usersvc emulator --import` loads a bundle this way)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import signal
+import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from esdb_emulator.errors import StoreError
+from esdb_emulator.model import Store
+from esdb_emulator.model.wal import FILE_NAME
 from esdb_emulator.server import EmbeddedServer
-from esdb_emulator.store import Store
-from usersvc.records import StoredEvent
 
 log = logging.getLogger("esdb_emulator")
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SIGNAL_POLL = 0.5  # seconds
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(prog: str = "python -m esdb_emulator") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="usersvc emulator",
+        prog=prog,
         description="An EventStoreDB emulator for development and tests (gRPC, insecure).",
+        epilog="`python -m esdb_emulator scavenge --data-dir DIR` scavenges a data directory "
+        "that no emulator holds.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     parser.add_argument("--port", type=int, default=2113, help="port (0 picks a free one)")
@@ -30,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=Path("var/esdb"),
-        help="where the log is kept (default var/esdb)",
+        help="where the write-ahead log is kept (default var/esdb)",
     )
     storage.add_argument("--mem", action="store_true", help="keep everything in memory")
     parser.add_argument(
@@ -38,59 +46,94 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="host name gossip tells clients to use (default: --host)",
     )
-    parser.add_argument(
-        "--import",
-        dest="import_file",
-        type=Path,
-        default=None,
-        help="load an exported bundle before serving",
-    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from usersvc.logs import configure_logging
-
-    configure_logging(args.log_level)
-    server = EmbeddedServer(
+def server_from(args: argparse.Namespace) -> EmbeddedServer:
+    return EmbeddedServer(
         None if args.mem else args.data_dir,
         host=args.host,
         port=args.port,
         advertised_host=args.advertised_host,
     )
-    if args.import_file is not None:
-        # Import before serving, so that no client can write in between.
-        store = Store(server.data_dir)
-        try:
-            imported = import_bundle(store, args.import_file)
-        except (StoreError, ValueError, OSError, ImportError) as exc:
-            log.error("import of %s failed, nothing was imported: %s", args.import_file, exc)
-            store.close()
-            return 1
-        log.info("imported %d events from %s", imported, args.import_file)
-        if server.data_dir is None:
-            server.store = store  # in memory: the server serves this very store
-        else:
-            store.close()
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("grpc").setLevel(logging.WARNING)
+
+
+def serve(server: EmbeddedServer) -> int:
+    """Serve until SIGTERM or SIGINT (call from the main thread), then stop; 0, or 1 when the
+    server cannot start."""
+    stop = threading.Event()
+    # Before starting: a signal that comes as soon as clients can connect must stop us cleanly.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         server.start()
     except OSError as exc:
         log.error("%s", exc)
+        server.stop()
         return 1
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     log.info("serving %s (Ctrl-C stops)", server.connection_string)
-    stop.wait()
+    # Wake now and then: the kernel may hand the signal to one of grpc's threads, and Python runs
+    # the handler only once the main thread runs again (a bare wait() could sleep through it).
+    while not stop.wait(SIGNAL_POLL):
+        pass
     log.info("stopping")
     server.stop(grace=2.0)
     return 0
 
 
-def import_bundle(store: Store, path: Path) -> int:
-    # Imported lazily: only this code path needs the bundle reader.
-    bundle = importlib.import_module("repro.bundle")
-    events: Iterable[StoredEvent] = bundle.read_bundle(path)
-    return store.import_events(events)
+def scavenge_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m esdb_emulator scavenge",
+        description="Remove truncated, deleted and tombstoned events from an emulator's data "
+        "directory, keeping the positions, revisions and ids of the rest. Refused while an "
+        "emulator runs on the directory.",
+    )
+    parser.add_argument("--data-dir", type=Path, required=True, help="the data directory")
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def scavenge(data_dir: Path) -> int:
+    """Scavenge `data_dir`; print what was removed. 1 when no emulator data is there, or the
+    directory is in use, or the new log cannot be written (the old one is then untouched)."""
+    if not (data_dir / FILE_NAME).is_file():
+        log.error("%s holds no emulator data (no %s)", data_dir, FILE_NAME)
+        return 1
+    try:
+        store = Store(data_dir)
+    except OSError as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        report = store.scavenge()
+    except OSError as exc:
+        log.error("scavenge of %s failed, nothing changed: %s", data_dir, exc)
+        return 1
+    finally:
+        store.close()
+    print(
+        f"scavenged {data_dir}: removed {report.removed} of {report.scanned} events, "
+        f"{report.space_saved} bytes saved"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["scavenge"]:
+        options = scavenge_parser().parse_args(arguments[1:])
+        configure_logging(options.log_level)
+        return scavenge(options.data_dir)
+    args = build_parser().parse_args(arguments)
+    configure_logging(args.log_level)
+    return serve(server_from(args))

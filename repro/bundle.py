@@ -1,53 +1,63 @@
 """Bundles: a portable, compressed, streamable file of recorded events, for offline repro.
 
-Layout, inside one zstd stream:
+Layout, inside one zstd stream (the constants: `repro.bundle_format`):
     b"USVCBNDL" | version (1 byte) | frames...
 A frame is `kind (1 byte) | length (u32 LE) | payload`:
     b"M" the manifest (JSON: source, range, created, code version, redaction, ...), first;
-    b"E" one event (binary, see `_EVENT`), any number, in `$all` order;
+    b"E" one event (binary, see `EVENT_HEADER`), any number, in `$all` order;
     b"T" the trailer (JSON: count, first/last position, SHA-256 of every event payload), last.
 A reader checks the trailer against what it read, so a truncated or corrupt bundle is refused
-with a `BundleError` saying which. `read_bundle` verifies the whole file before yielding
-anything, so a consumer never acts on a bundle that turns out to be damaged.
+with a `BundleError` saying which. `read_bundle` checks in the same pass as it yields the events
+(`repro.bundle_reader`): the error comes before the iteration ends, so a consumer that applies
+the events inside one transaction rolls them back. `verify_bundle` checks a whole bundle without
+yielding anything, for a consumer that must know before it acts.
 """
 
 from __future__ import annotations
 
 import hashlib
-import struct
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
-from uuid import UUID
 
 import orjson
 import zstandard
 
+from repro.bundle_format import (
+    EPOCH,
+    EVENT,
+    EVENT_HEADER,
+    FRAME,
+    MAGIC,
+    MANIFEST,
+    MICROSECOND,
+    TRAILER,
+    VERSION,
+    BundleError,
+)
+from repro.bundle_reader import open_bundle
 from usersvc.records import StoredEvent
 
-MAGIC = b"USVCBNDL"
-VERSION = 1
-_FRAME = struct.Struct("<cI")
-# position, revision, recorded_at (µs since epoch), id, len(stream), len(type), len(content
-# type), len(data), len(metadata)
-_EVENT = struct.Struct("<QQq16sHHHII")
-_unpack = _EVENT.unpack_from
-_POSITION = struct.Struct("<Q")  # the first field of an event record
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
-
-
-class BundleError(ValueError):
-    """The file is not a bundle, or is truncated or corrupt."""
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "BundleError",
+    "BundleWriter",
+    "read_batches",
+    "read_bundle",
+    "read_manifest",
+    "read_trailer",
+    "verify_bundle",
+    "write_bundle",
+]
 
 
 def _encode(event: StoredEvent) -> bytes:
     stream, type_, ctype = event.stream.encode(), event.type.encode(), event.content_type.encode()
-    micros = (event.recorded_at - _EPOCH) // _MICRO
+    micros = (event.recorded_at - EPOCH) // MICROSECOND
     return b"".join(
         (
-            _EVENT.pack(
+            EVENT_HEADER.pack(
                 event.commit_position,
                 event.revision,
                 micros,
@@ -67,29 +77,6 @@ def _encode(event: StoredEvent) -> bytes:
     )
 
 
-def _decode(payload: bytes) -> StoredEvent:
-    (position, revision, micros, raw_id, n_stream, n_type, n_ctype, n_data, n_meta) = _unpack(
-        payload
-    )
-    a = _EVENT.size + n_stream
-    b = a + n_type
-    c = b + n_ctype
-    d = c + n_data
-    if d + n_meta != len(payload):
-        raise ValueError("the record has the wrong length")
-    return StoredEvent(
-        position,
-        payload[_EVENT.size : a].decode(),
-        revision,
-        UUID(bytes=raw_id),
-        payload[a:b].decode(),
-        payload[c:d],
-        payload[d:],
-        payload[b:c].decode(),
-        _EPOCH + micros * _MICRO,
-    )
-
-
 class BundleWriter:
     """Write a bundle incrementally: `with BundleWriter(path, manifest) as w: w.write(e)`."""
 
@@ -102,10 +89,10 @@ class BundleWriter:
         self.first_position: int | None = None
         self.last_position: int | None = None
         self._zstd.write(MAGIC + bytes([VERSION]))
-        self._frame(b"M", orjson.dumps(manifest))
+        self._frame(MANIFEST, orjson.dumps(manifest))
 
     def _frame(self, kind: bytes, payload: bytes) -> None:
-        self._zstd.write(_FRAME.pack(kind, len(payload)))
+        self._zstd.write(FRAME.pack(kind, len(payload)))
         self._zstd.write(payload)
 
     def write(self, event: StoredEvent) -> None:
@@ -113,7 +100,7 @@ class BundleWriter:
             raise BundleError("events must be written in increasing position order")
         payload = _encode(event)
         self._hash.update(payload)
-        self._frame(b"E", payload)
+        self._frame(EVENT, payload)
         self.count += 1
         if self.first_position is None:
             self.first_position = event.commit_position
@@ -129,7 +116,7 @@ class BundleWriter:
 
     def close(self) -> dict[str, Any]:
         trailer = self.trailer()
-        self._frame(b"T", orjson.dumps(trailer))
+        self._frame(TRAILER, orjson.dumps(trailer))
         self._zstd.close()  # type: ignore[no-untyped-call]
         return trailer
 
@@ -153,144 +140,60 @@ def write_bundle(
         return writer.trailer()
 
 
-_CHUNK = 1 << 20
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-def _frames(path: Path) -> Iterator[tuple[bytes, bytes]]:
-    """(kind, payload) of each frame. Decompresses in large chunks and cuts frames out of them:
-    one `read` per frame would cost more than everything else a reader does."""
-    try:
-        with open(path, "rb") as raw:
-            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-            buffer = reader.read(len(MAGIC) + 1)
-            if len(buffer) <= len(MAGIC) and _is_zstd(path):
-                raise BundleError(f"{path} is truncated")
-            if len(buffer) <= len(MAGIC) or buffer[: len(MAGIC)] != MAGIC:
-                raise BundleError(f"{path} is not a usersvc bundle")
-            if buffer[len(MAGIC)] != VERSION:
-                raise BundleError(f"{path} has bundle format {buffer[len(MAGIC)]}, not {VERSION}")
-            buffer, offset = b"", 0
-            unpack, header = _FRAME.unpack_from, _FRAME.size
-            while True:
-                if len(buffer) - offset < header:
-                    buffer, offset = _fill(reader, buffer[offset:], header), 0
-                    if not buffer:
-                        return
-                    if len(buffer) < header:
-                        raise BundleError(f"{path} is truncated")
-                kind, length = unpack(buffer, offset)
-                end = offset + header + length
-                if end > len(buffer):
-                    buffer = _fill(reader, buffer[offset:], header + length)
-                    offset, end = 0, header + length
-                    if end > len(buffer):
-                        raise BundleError(f"{path} is truncated")
-                yield kind, buffer[offset + header : end]
-                offset = end
-    except zstandard.ZstdError as exc:
-        raise BundleError(f"{path} is corrupt or truncated: {exc}") from None
-    except FileNotFoundError:
-        raise BundleError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise BundleError(f"{path} is a directory, not a bundle") from None
-
-
-def _is_zstd(path: Path) -> bool:
-    with open(path, "rb") as raw:
-        return raw.read(4) == _ZSTD_MAGIC
-
-
-def _fill(reader: Any, buffer: bytes, need: int) -> bytes:
-    """`buffer` plus what the reader has, until it holds `need` bytes or the input ends."""
-    parts = [buffer]
-    size = len(buffer)
-    while size < need:
-        more = reader.read(max(_CHUNK, need - size))
-        if not more:
-            break
-        parts.append(more)
-        size += len(more)
-    return b"".join(parts)
-
-
-def _scan(path: Path, *, decode: bool = True) -> Iterator[StoredEvent | bytes | dict[str, Any]]:
-    """Yield the manifest (a dict), then each event (decoded, or its raw record), checking the
-    trailer at the end."""
-    digest = hashlib.sha256()
-    update = digest.update
-    count = 0
-    frames = _frames(path)
-    first = next(frames, None)
-    if first is None or first[0] != b"M":
-        raise BundleError(f"{path} has no manifest")
-    yield _json_object(path, first[1])
-    for kind, payload in frames:
-        if kind == b"E":
-            update(payload)
-            count += 1
-            if not decode:
-                yield payload
-                continue
-            try:
-                event = _decode(payload)
-            except (struct.error, UnicodeDecodeError, ValueError) as exc:
-                raise BundleError(f"{path} is corrupt: event {count}: {exc}") from None
-            yield event
-        elif kind == b"T":
-            trailer = _json_object(path, payload)
-            if trailer.get("count") != count or trailer.get("sha256") != digest.hexdigest():
-                raise BundleError(f"{path} is corrupt: its content does not match its trailer")
-            if next(frames, None) is not None:
-                raise BundleError(f"{path} has data after its trailer")
-            return
-        else:
-            raise BundleError(f"{path} is corrupt: unknown frame {kind!r}")
-    raise BundleError(f"{path} is truncated: no trailer")
-
-
-def _json_object(path: Path, payload: bytes) -> dict[str, Any]:
-    try:
-        value = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise BundleError(f"{path} is corrupt: a manifest or trailer is not a JSON object")
-    return value
-
-
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest, without reading the events (no integrity check)."""
-    for item in _scan(path):
-        assert isinstance(item, dict)
-        return item
-    raise BundleError(f"{path} has no manifest")
+    with open_bundle(path) as reader:
+        return reader.manifest
 
 
 def verify_bundle(path: Path) -> dict[str, Any]:
     """Read the whole bundle and check it; return the manifest plus `count`, `firstPosition`
     and `lastPosition` (None for an empty bundle)."""
-    manifest: dict[str, Any] = {}
-    count = 0
-    first: int | None = None
-    payload = b""
-    for item in _scan(path, decode=False):
-        if isinstance(item, dict):
-            manifest = item
-        else:
-            assert isinstance(item, bytes)
-            payload = item
-            if first is None:
-                first = _POSITION.unpack_from(payload)[0]
-            count += 1
-    last = _POSITION.unpack_from(payload)[0] if count else None
-    return {**manifest, "count": count, "firstPosition": first, "lastPosition": last}
+    with open_bundle(path) as reader:
+        for _ in reader.batches(decode=False, verify=True):
+            pass
+        return {
+            **reader.manifest,
+            "count": reader.count,
+            "firstPosition": reader.first_position,
+            "lastPosition": reader.last_position,
+        }
 
 
-def read_bundle(path: Path, *, verify: bool = True) -> Iterator[StoredEvent]:
-    """The events of a bundle in order; with `verify` the whole file is checked first."""
-    if verify:
-        verify_bundle(path)
-    for item in _scan(path):
-        if isinstance(item, StoredEvent):
-            yield item
+def read_trailer(path: Path) -> dict[str, Any]:
+    """The manifest plus the trailer's `count`, `firstPosition` and `lastPosition`, found at
+    the end of the file without decoding or checking the events (about a quarter of
+    `verify_bundle`'s time): for an estimate or a range before a replay that checks the
+    bundle as it applies it (`read_bundle` with `verify`). A file whose last frame is not a
+    trailer is refused as truncated."""
+    with open_bundle(path) as reader:
+        trailer = reader.trailer_at_end()
+        return {
+            **reader.manifest,
+            "count": trailer.get("count"),
+            "firstPosition": trailer.get("firstPosition"),
+            "lastPosition": trailer.get("lastPosition"),
+        }
+
+
+def read_batches(
+    path: Path, *, verify: bool = True, until: int | None = None
+) -> Iterator[list[StoredEvent]]:
+    """The events of a bundle in order, in lists of tens of thousands (one per decompressed
+    chunk), checked in the same pass: always the file's structure and the count, and with
+    `verify` the SHA-256 of every event record. A damaged or truncated bundle raises
+    `BundleError` before the iteration ends, possibly after events were yielded.
+
+    With `until`, only the events up to that position are decoded and yielded; with `verify`
+    the rest of the file is still read (hashed, not decoded: about a fifth of the cost) and
+    checked before the iteration ends, so a cutoff replay checks the whole bundle too."""
+    with open_bundle(path) as reader:
+        yield from reader.batches(decode=True, verify=verify, until=until)
+
+
+def read_bundle(
+    path: Path, *, verify: bool = True, until: int | None = None
+) -> Iterator[StoredEvent]:
+    """The events of a bundle in order, checked in the same pass as `read_batches` says."""
+    for batch in read_batches(path, verify=verify, until=until):
+        yield from batch

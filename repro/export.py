@@ -5,11 +5,15 @@ Redaction replaces the named fields of each event's JSON data with a determinist
 replay of the bundle still behaves as production did (uniqueness, joins) without the data. A
 redacted `username` is replaced in its stream name too, so the events still project.
 The bundle is written to a temporary name and renamed at the end: no partial file is left.
+Forgetting: the source yields nothing below a stream's truncation (a deletion), so a bundle
+exported after a deletion holds of that user only the deletion event and what followed it; a
+deletion during the export fails it (`check_forgotten`) rather than leave the user in the file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -49,6 +53,18 @@ def redact(event: StoredEvent, fields: Sequence[str]) -> StoredEvent:
     return replace(event, stream=stream, data=orjson.dumps(body))
 
 
+def check_output(output: Path) -> None:
+    """Refuse (`ReplayError`) an output the bundle could not be written to, before anything is
+    read: a folder that does not exist or cannot be written, or a name that is a folder."""
+    folder = output.parent
+    if not folder.is_dir():
+        raise ReplayError(f"cannot write {output}: the folder {folder} does not exist")
+    if output.is_dir():
+        raise ReplayError(f"cannot write {output}: it is a folder")
+    if not os.access(folder, os.W_OK):
+        raise ReplayError(f"cannot write {output}: the folder {folder} is not writable")
+
+
 def export(
     source: EventSource,
     output: Path,
@@ -58,7 +74,9 @@ def export(
     redact_fields: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write the events after `from_position` up to `cutoff` to `output`; return the manifest
-    and trailer. A refused cutoff or a failing source leaves no file."""
+    and trailer. A refused cutoff or a failing source leaves no file; an output that could not be
+    written is refused before anything is read."""
+    check_output(output)
     cutoff = cutoff or ToEnd()
     manifest = {
         "format": "usersvc-bundle",
@@ -81,6 +99,7 @@ def export(
             for event in take(source.events(from_position), cutoff, after=from_position):
                 writer.write(redact(event, redact_fields))
                 bar.update(1, event.commit_position)
+            source.check_forgotten()
             trailer = writer.trailer()
     except SourceUnavailable as exc:
         raise ReplayError(str(exc)) from None

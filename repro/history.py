@@ -4,6 +4,11 @@ Both yield `StoredEvent`s of the chosen stream prefix in `$all` order, strictly 
 position, and both fail with `SourceUnavailable` naming the source when it cannot be read. A
 bundle is checked while it is read: a damaged or truncated one fails at the point the damage is
 found, at the latest at its trailer, so a reader that discards its work on failure writes nothing.
+
+EventStoreDB is read with forgetting honoured (`repro.forgetting`): events below their stream's
+truncation (`$tb`, a deletion) are not yielded although `$all` still holds them until a scavenge,
+and `check_forgotten` tells a copy that a stream was truncated while it was being read. A bundle
+holds only what its export kept, so it needs neither.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from esdbclient import EventStoreDBClient
 from esdbclient.exceptions import EventStoreDBClientException
 
 from repro.bundle import BundleError, read_bundle, read_manifest, verify_bundle
+from repro.forgetting import TRUNCATION_TYPES, ForgottenDuringRead, Truncations
 from usersvc.events import STREAM_PREFIX
 from usersvc.records import StoredEvent
 from worker.subscription import to_stored
@@ -42,6 +48,11 @@ class EventSource(Protocol):
         early and so never reaches the check made at the end)."""
         ...
 
+    def check_forgotten(self) -> None:
+        """Raise `SourceUnavailable` if an event already yielded by `events` has since been
+        truncated at the source (a deletion during the read): a copy must then be discarded."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -55,8 +66,38 @@ class EsdbSource:
             self.client.get_commit_position(timeout=SOURCE_TIMEOUT)
         except (EventStoreDBClientException, ValueError) as exc:
             raise SourceUnavailable(f"cannot read EventStoreDB at {self.label}: {exc}") from None
+        self._truncations: Truncations | None = None
+        self._since: int | None = None
 
     def events(self, after: int | None) -> Iterator[StoredEvent]:
+        truncations = self._truncations = Truncations(self.prefix)
+        self._since = None
+        truncations.learn(self._truncation_events(None))
+        keep = truncations.keep
+        for event in self._read(after):
+            if keep(event):
+                yield event
+
+    def span(self, after: int | None) -> tuple[int, int] | None:
+        first = next((e.commit_position for e in self._read(after)), None)
+        try:
+            events = self.client.read_all(
+                backwards=True, limit=1, filter_include=self._include, filter_by_stream_name=True
+            )
+            last = next((e.commit_position for e in events), None)
+        except EventStoreDBClientException as exc:
+            raise SourceUnavailable(f"reading EventStoreDB at {self.label} failed: {exc}") from None
+        return None if first is None or last is None else (first, last)
+
+    def check_forgotten(self) -> None:
+        if self._truncations is None:
+            return
+        try:
+            self._truncations.recheck(self._truncation_events(self._since))
+        except ForgottenDuringRead as exc:
+            raise SourceUnavailable(f"EventStoreDB at {self.label}: {exc}") from None
+
+    def _read(self, after: int | None) -> Iterator[StoredEvent]:
         try:
             for recorded in self.client.read_all(
                 commit_position=after, filter_include=self._include, filter_by_stream_name=True
@@ -67,16 +108,22 @@ class EsdbSource:
         except EventStoreDBClientException as exc:
             raise SourceUnavailable(f"reading EventStoreDB at {self.label} failed: {exc}") from None
 
-    def span(self, after: int | None) -> tuple[int, int] | None:
-        first = next((e.commit_position for e in self.events(after)), None)
+    def _truncation_events(self, after: int | None) -> Iterator[StoredEvent]:
+        """Every metadata event and tombstone after `after` (all of them for None); remembers
+        the position of the last, where the next call may start."""
         try:
-            events = self.client.read_all(
-                backwards=True, limit=1, filter_include=self._include, filter_by_stream_name=True
-            )
-            last = next((e.commit_position for e in events), None)
+            for recorded in self.client.read_all(
+                commit_position=after,
+                filter_include=TRUNCATION_TYPES,
+                filter_by_stream_name=False,
+            ):
+                event = to_stored(recorded)
+                self._since = event.commit_position
+                yield event
         except EventStoreDBClientException as exc:
-            raise SourceUnavailable(f"reading EventStoreDB at {self.label} failed: {exc}") from None
-        return None if first is None or last is None else (first, last)
+            raise SourceUnavailable(
+                f"reading the stream metadata of EventStoreDB at {self.label} failed: {exc}"
+            ) from None
 
     def check_integrity(self) -> None:
         pass  # the server's own concern
@@ -98,7 +145,7 @@ class BundleSource:
     def events(self, after: int | None) -> Iterator[StoredEvent]:
         prefix = self.prefix
         try:
-            for event in read_bundle(self.path, verify=False):
+            for event in read_bundle(self.path):
                 if (after is None or event.commit_position > after) and event.stream.startswith(
                     prefix
                 ):
@@ -114,6 +161,9 @@ class BundleSource:
             verify_bundle(self.path)
         except BundleError as exc:
             raise SourceUnavailable(str(exc)) from None
+
+    def check_forgotten(self) -> None:
+        pass  # a bundle holds what its export kept; it never changes
 
     def close(self) -> None:
         pass

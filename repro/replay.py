@@ -7,6 +7,8 @@ every batch, the manifest row) is ONE transaction of the target: a refused cutof
 (checked while it is applied, no separate pass), a source that fails midway or an interrupt leave
 nothing behind. An event the projection cannot apply halts the replay just before it
 (`ReplayHalted`): what came before it is committed with a manifest row that says where and why.
+Forgetting: the source drops events below their stream's truncation (`repro.forgetting`), and a
+stream truncated during the replay, below what was already applied, rolls the replay back.
 """
 
 from __future__ import annotations
@@ -155,12 +157,14 @@ def _build(
         halted = exc
     finally:
         reader.close()
-    if halted is not None:
-        try:
+    try:
+        if halted is not None:
             # The rest was not read, so a damaged bundle would go unnoticed: check it first.
             source.check_integrity()
-        except SourceUnavailable as exc:
-            raise ReplayError(f"{exc}; nothing was written") from None
+        # A deletion during the replay must not leave the user in the target.
+        source.check_forgotten()
+    except SourceUnavailable as exc:
+        raise ReplayError(f"{exc}; nothing was written") from None
     last = projection.checkpoint(conn)
     checksum = table_checksum(conn, request.schema)
     summary = ReplaySummary(

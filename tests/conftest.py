@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.backends"]
+pytest_plugins = ["tests.fixtures.backends", "tests.fixtures.esdb_backends"]

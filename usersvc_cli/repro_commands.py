@@ -1,9 +1,9 @@
-"""`usersvc replay`, `usersvc export` and `usersvc snapshot`: reproduce a production bug locally."""
+"""`usersvc replay`, `usersvc export` and `usersvc snapshot`: reproduce a production bug locally;
+`usersvc events check`: can this version read the stored events."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import uuid
 from datetime import datetime
@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from usersvc.events import STREAM_PREFIX
-from usersvc.settings import load_settings
-
-log = logging.getLogger("usersvc.repro")
+from usersvc.settings import Settings
+from usersvc_cli.errors import Failed, Refused, one_line
 
 CUTOFF_HELP = (
     "A replay is always a prefix of $all. --until-position and --until-event-id include that "
@@ -109,6 +108,23 @@ def register(commands: Any) -> None:
     snapshot.add_argument("--schema", help="default: DATABASE_SCHEMA")
     snapshot.set_defaults(run=_snapshot)
 
+    events = commands.add_parser("events", help="check the stored events")
+    actions = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="decode every stored event of the users with this version's code",
+        description="Decode every event of the user streams, in $all order, with the code of "
+        "this version (its decoder and upcasters), as a deploy of it would read them. Exit 0 "
+        "with a summary when all can be read; exit 1 naming the first that cannot (position, "
+        "stream, type, revision, reason); exit 2 when the source cannot be read.",
+    )
+    check_source = check.add_mutually_exclusive_group()
+    check_source.add_argument(
+        "--source-esdb", metavar="URL", help="default: ESDB_CONNECTION_STRING"
+    )
+    check_source.add_argument("--from-bundle", type=Path, metavar="FILE")
+    check.set_defaults(run=_events_check, stream_prefix=STREAM_PREFIX)
+
 
 def _cutoff(args: argparse.Namespace) -> Any:
     from repro.cutoff import ToEnd, UntilEventId, UntilPosition, UntilTime
@@ -122,26 +138,25 @@ def _cutoff(args: argparse.Namespace) -> Any:
     return ToEnd()
 
 
-def _source(args: argparse.Namespace) -> Any:
+def _source(args: argparse.Namespace, settings: Settings) -> Any:
     from repro.history import BundleSource, EsdbSource
 
     if getattr(args, "from_bundle", None) is not None:
         return BundleSource(args.from_bundle, args.stream_prefix)
-    return EsdbSource(
-        args.source_esdb or load_settings().esdb_connection_string, args.stream_prefix
-    )
+    return EsdbSource(args.source_esdb or settings.esdb_connection_string, args.stream_prefix)
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
     import psycopg
 
     from repro.cutoff import ReplayError
     from repro.history import SourceUnavailable
     from repro.replay import ReplayHalted, ReplayRequest, replay
+    from usersvc_cli.database import check_postgres_url
 
-    settings = load_settings()
+    check_postgres_url(args.target_database_url, "--target-database-url")
     try:
-        source = _source(args)
+        source = _source(args, settings)
         try:
             summary = replay(
                 source,
@@ -158,26 +173,24 @@ def _replay(args: argparse.Namespace) -> int:
         finally:
             source.close()
     except ReplayHalted as exc:
-        log.error("replay stopped: %s", exc)
-        return 1
+        raise Failed(f"replay stopped: {one_line(exc)}") from None
     except (ReplayError, SourceUnavailable) as exc:
-        log.error("replay refused: %s", exc)
-        return 2
+        raise Refused(f"replay refused: {one_line(exc)}") from None
     except psycopg.Error as exc:
-        log.error("replay failed in the target database: %s", exc)
-        return 1
+        raise Failed(f"replay failed in the target database: {one_line(exc)}") from None
     sys.stdout.write("replay done\n" + "".join(f"  {line}\n" for line in summary.lines()))
     return 0
 
 
-def _export(args: argparse.Namespace) -> int:
+def _export(args: argparse.Namespace, settings: Settings) -> int:
     from repro.cutoff import ReplayError
-    from repro.export import export
+    from repro.export import check_output, export
     from repro.history import SourceUnavailable
 
     fields = [f.strip() for f in args.redact.split(",") if f.strip()]
     try:
-        source = _source(args)
+        check_output(args.output)
+        source = _source(args, settings)
         try:
             result = export(
                 source,
@@ -189,8 +202,7 @@ def _export(args: argparse.Namespace) -> int:
         finally:
             source.close()
     except (ReplayError, SourceUnavailable) as exc:
-        log.error("export refused: %s", exc)
-        return 2
+        raise Refused(f"export refused: {one_line(exc)}") from None
     sys.stdout.write(
         f"exported {result['count']} events (positions {result['firstPosition']} .. "
         f"{result['lastPosition']}) to {args.output}\n"
@@ -198,20 +210,47 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _snapshot(args: argparse.Namespace) -> int:
+def _events_check(args: argparse.Namespace, settings: Settings) -> int:
+    from repro.check import check_events
+    from repro.history import SourceUnavailable
+
+    try:
+        source = _source(args, settings)
+        try:
+            summary = check_events(source)
+        finally:
+            source.close()
+    except SourceUnavailable as exc:
+        raise Refused(f"events check refused: {one_line(exc)}") from None
+    if summary.unreadable is not None:
+        raise Failed(
+            f"events check failed: {summary.unreadable.describe()} "
+            f"({summary.count + summary.skipped} events before it were read)"
+        )
+    sys.stdout.write("events check passed\n" + "".join(f"  {line}\n" for line in summary.lines()))
+    return 0
+
+
+def _snapshot(args: argparse.Namespace, settings: Settings) -> int:
     import psycopg
 
     from repro.snapshot import take_snapshot
+    from usersvc_cli.database import check_postgres
 
-    settings = load_settings()
     url = args.database_url or settings.require_database_url()
+    what = "--database-url" if args.database_url else "DATABASE_URL"
+    schema = args.schema or settings.database_schema
+    if not args.output.parent.is_dir():
+        raise Refused(f"snapshot refused: the folder {args.output.parent} does not exist")
+    check_postgres(url, what)
     try:
-        header = take_snapshot(
-            url, args.schema or settings.database_schema, settings.worker_name, args.output
-        )
+        header = take_snapshot(url, schema, settings.worker_name, args.output)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
+        raise Refused(
+            f"snapshot refused: schema {schema} holds no read model ({one_line(exc)})"
+        ) from None
     except psycopg.Error as exc:
-        log.error("snapshot failed: %s", exc)
-        return 2
+        raise Failed(f"snapshot failed: {one_line(exc)}") from None
     sys.stdout.write(
         f"snapshot of {header['rows']} rows at checkpoint "
         f"{header['checkpoint']} written to {args.output}\n"

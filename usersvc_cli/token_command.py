@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from usersvc.events import USERNAME_RE
-from usersvc.settings import Settings, load_settings
+from usersvc.settings import Settings
 
 # As `usersvc.tokens` spells them; that module (PyJWT, cryptography) is imported only when a token
 # is made, so other commands do not load it.
@@ -56,10 +56,9 @@ def register(commands: Any) -> None:
     token.set_defaults(run=_token)
 
 
-def _token(args: argparse.Namespace, settings: Settings | None = None) -> int:
+def _token(args: argparse.Namespace, settings: Settings) -> int:
     from usersvc.tokens import load_private_key, mint
 
-    settings = settings if settings is not None else load_settings()
     key_file = _key_file(settings, Path(args.data_dir))
     token = mint(
         load_private_key(key_file),

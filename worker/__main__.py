@@ -1,23 +1,10 @@
-"""`python -m worker`: the worker process on its own (the same as `usersvc worker`)."""
+"""`python -m worker`: another name for `usersvc worker`, which composes the worker process."""
 
 from __future__ import annotations
 
 import sys
 
-from usersvc.logs import configure_logging
-from usersvc.settings import SettingsError, load_settings
-from worker.runner import run
-
-
-def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 2
-    configure_logging(settings.log_level, settings.log_format)
-    return run(settings)
-
+from usersvc_cli.main import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["worker", *sys.argv[1:]]))

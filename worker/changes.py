@@ -2,14 +2,20 @@
 update per user, whatever the number of events.
 
 Events are decoded with the contract's one decoder and folded per user, in `$all` order, by the
-rules of `usersvc.lifecycle` (whose state before the batch lives in PostgreSQL, not here):
-- `user-deleted` → delete the row (and forget what the batch had for the user before it);
-- `user-created` → insert a row; if the user already has a live row (a second `user-created`
-  written by the original service) the first one wins and only the revision moves;
-- `user-full-name-changed` → update the full name of the live row; after a deletion in the same
-  batch, nothing.
-Every statement carries the revision and position of the user's last event and applies only
-above the row's stored revision, so an event applied twice changes nothing.
+rules of `usersvc.lifecycle`. The user's state before the batch lives in PostgreSQL, not here, so
+a batch without a deletion is folded both ways and the statements pick the right one by what
+they find, in this order:
+1. delete: the user's last `user-deleted` removes the row of the life it ends (and what the
+   batch had for the user before it is forgotten: the rest is folded from no user);
+2. update, for a user who had a live row: the last change of the batch sets the full name (a
+   `user-created` in a live life changes nothing: the first one wins);
+3. insert, for a user who had no row: the first `user-created` (after the deletion, if any)
+   starts a life, with the changes that follow it (changes before it changed no one).
+An update that applies moves the row to the batch's last revision, so the insert after it finds
+the row and does nothing; an insert that finds a live row with no update (no change in the
+batch) moves only its revision. Every statement carries the revision and position of the user's
+last event and applies only above the row's stored revision, so an event applied twice changes
+nothing.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class Columns:
     positions: list[int] = field(default_factory=list)
     # Only for inserts: microseconds since the Unix epoch (cheaper to send than datetimes).
     created_at: list[int] = field(default_factory=list)
+    # Only for inserts: the position of the `user-created` (new rows take their ids in its order).
+    created_positions: list[int] = field(default_factory=list)
     # For inserts and updates; None in an update keeps the stored name (a revision-only update).
     full_names: list[str | None] = field(default_factory=list)
 
@@ -64,10 +72,11 @@ class Columns:
 @dataclass(slots=True)
 class _Net:
     delete: StoredEvent | None = None  # the user's last deletion in the batch
-    create: StoredEvent | None = None  # a new life after it (or with nothing before it)
+    create: StoredEvent | None = None  # the first user-created after it (or in the batch)
     created: UserCreated | None = None
-    full_name: str | None = None  # set by a change after `create` (or with no `create`)
-    last: StoredEvent | None = None  # the last event after `create` (or with no `create`)
+    new_name: str | None = None  # of a life `create` starts: its own, then the changes after it
+    live_name: str | None = None  # with no deletion: the last change, for a user who was live
+    last: StoredEvent | None = None  # the last event after `delete` (or in the batch)
 
 
 @dataclass(slots=True)
@@ -102,25 +111,32 @@ def changes_of(events: Sequence[StoredEvent]) -> Changes:
         match decoded:
             case UserDeleted():
                 nets[username] = _Net(delete=event)
-            case UserCreated() if net.create is None and net.last is None:
-                net.create, net.created = event, decoded
+                continue
+            case UserCreated(_, full_name, _) if net.create is None:
+                net.create, net.created, net.new_name = event, decoded, full_name
             case UserCreated():
-                net.last = event  # a second user-created of a live user: the first one wins
-            case FullNameChanged(_, full_name, _) if net.delete is None or net.create is not None:
-                net.full_name, net.last = full_name, event
-            case FullNameChanged():
-                pass  # no user after a deletion: nothing to change
+                pass  # a second user-created of a live user: the first one wins
+            case FullNameChanged(_, full_name, _):
+                if net.create is not None:
+                    net.new_name = full_name
+                if net.delete is None:
+                    net.live_name = full_name
+        net.last = event
     deletes, inserts, updates = Columns(), Columns(), Columns()
     for username, net in nets.items():
         if net.delete is not None:
             deletes.add(username, net.delete)
-        if net.create is not None and net.created is not None:
-            # If the user still has a live row (a second user-created), the insert moves only
-            # its revision; the update below then brings what followed.
-            inserts.add(username, net.create)
-            inserts.created_at.append((net.created.opened_at - _EPOCH) // _MICROSECOND)
-            inserts.full_names.append(net.created.full_name)
-        if net.last is not None:
+        if net.last is None:
+            continue
+        if net.delete is None and (net.create is None or net.live_name is not None):
+            # A user who was live: the last change (a user with no row ignores the update).
             updates.add(username, net.last)
-            updates.full_names.append(net.full_name)
+            updates.full_names.append(net.live_name)
+        if net.create is not None and net.created is not None:
+            # A user who had no row: the new life. A live one (no change in the batch) keeps
+            # its row and takes only the revision of the last event.
+            inserts.add(username, net.last)
+            inserts.created_at.append((net.created.opened_at - _EPOCH) // _MICROSECOND)
+            inserts.created_positions.append(net.create.commit_position)
+            inserts.full_names.append(net.new_name)
     return Changes(deletes, inserts, updates, applied, skipped)

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,23 @@ class Migration:
 
 
 def default_migrations_dir() -> Path:
+    """`MIGRATIONS_DIR` if set, else the SQL shipped inside the package.
+
+    The top-level `migrations/` folder is installed as the package `usersvc.migrations`, in a wheel
+    and in an editable install alike, so this holds wherever the command runs.
+    """
     configured = os.environ.get("MIGRATIONS_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "migrations"
+    if configured:
+        return Path(configured)
+    try:
+        packaged = resources.files("usersvc.migrations")
+    except ModuleNotFoundError:
+        raise MigrationError(
+            "usersvc.migrations is not installed: install the project (pip install -e .)"
+        ) from None
+    if not isinstance(packaged, Path):
+        raise MigrationError(f"the migrations are not files on disk ({packaged}); install unzipped")
+    return packaged
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:

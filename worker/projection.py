@@ -4,8 +4,8 @@ The same code runs live (the worker) and in replay, through the same pipeline. `
 inside the caller's open transaction and never commits: the rows and the checkpoint become visible
 together or not at all. A batch costs one round trip however large it is: the events are decoded,
 checked and folded per user into net changes in Python (`worker.changes`), then sent as one JSON
-array per column to at most three statements (delete, insert, update) with the checkpoint upsert
-and a `NOTIFY`, in one pipeline.
+array per column to at most three statements (delete, update, insert, in that order) with the
+checkpoint upsert and a `NOTIFY`, in one pipeline.
 
 Rules:
 - Events come in `$all` order and follow the lifecycle of `usersvc.lifecycle`: a deletion removes
@@ -79,26 +79,27 @@ class Projection:
             "DELETE FROM {table} AS t USING {rows} AS d(u, r)"
             " WHERE t.username = d.u AND t.revision < d.r::bigint"
         ).format(table=table, rows=_elements(2))
-        # A new life; for a user that still has a live row only the revision moves.
-        self._insert = sql.SQL(
-            "INSERT INTO {table} ({columns})"
-            " SELECT u, 'epoch'::timestamptz + c::bigint * interval '1 microsecond', f, e::uuid,"
-            " p::bigint, r::bigint FROM {rows} AS d(u, c, f, e, p, r) ORDER BY p::bigint"
-            ' ON CONFLICT (username) DO UPDATE SET "eventId" = EXCLUDED."eventId",'
-            ' "commitPosition" = EXCLUDED."commitPosition", revision = EXCLUDED.revision'
-            " WHERE t.revision < EXCLUDED.revision"
-        ).format(
-            table=sql.SQL("{} AS t").format(table),
-            columns=self.model.user_columns,
-            rows=_elements(6),
-        )
-        # What came after: the full name (NULL keeps it) and the last event's revision.
+        # What a live user's batch changed: the full name (NULL keeps it) and the revision.
         self._update = sql.SQL(
             'UPDATE {table} AS t SET "fullName" = coalesce(d.f, t."fullName"),'
             ' "eventId" = d.e::uuid, "commitPosition" = d.p::bigint, revision = d.r::bigint'
             " FROM {rows} AS d(u, f, e, p, r)"
             " WHERE t.username = d.u AND t.revision < d.r::bigint"
         ).format(table=table, rows=_elements(5))
+        # A new life, ids in the order of the user-created events; a user who still has a live
+        # row (and was not updated) keeps it and takes only the revision.
+        self._insert = sql.SQL(
+            "INSERT INTO {table} ({columns})"
+            " SELECT u, 'epoch'::timestamptz + c::bigint * interval '1 microsecond', f, e::uuid,"
+            " p::bigint, r::bigint FROM {rows} AS d(u, c, f, e, p, r, o) ORDER BY o::bigint"
+            ' ON CONFLICT (username) DO UPDATE SET "eventId" = EXCLUDED."eventId",'
+            ' "commitPosition" = EXCLUDED."commitPosition", revision = EXCLUDED.revision'
+            " WHERE t.revision < EXCLUDED.revision"
+        ).format(
+            table=sql.SQL("{} AS t").format(table),
+            columns=self.model.user_columns,
+            rows=_elements(7),
+        )
 
     def apply(self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent]) -> BatchResult:
         """Apply `events` (in `$all` order) and move the checkpoint to the last one's position.
@@ -118,6 +119,17 @@ class Projection:
             deletes, inserts, updates = changes.deletes, changes.inserts, changes.updates
             if deletes.usernames:
                 cur.execute(self._delete, _json(deletes.usernames, deletes.revisions))
+            if updates.usernames:
+                cur.execute(
+                    self._update,
+                    _json(
+                        updates.usernames,
+                        updates.full_names,
+                        updates.event_ids,
+                        updates.positions,
+                        updates.revisions,
+                    ),
+                )
             if inserts.usernames:
                 cur.execute(
                     self._insert,
@@ -128,17 +140,7 @@ class Projection:
                         inserts.event_ids,
                         inserts.positions,
                         inserts.revisions,
-                    ),
-                )
-            if updates.usernames:
-                cur.execute(
-                    self._update,
-                    _json(
-                        updates.usernames,
-                        updates.full_names,
-                        updates.event_ids,
-                        updates.positions,
-                        updates.revisions,
+                        inserts.created_positions,
                     ),
                 )
             self._send_checkpoint(cur, last)

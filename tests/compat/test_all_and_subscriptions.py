@@ -5,7 +5,7 @@ from __future__ import annotations
 from esdbclient import Checkpoint, EventStoreDBClient, StreamState
 from esdbclient.events import CaughtUp, RecordedEvent
 
-from tests.compat.conftest import event, events
+from tests.fixtures.esdb_events import event, events
 
 
 def test_all_starts_with_a_system_event_hidden_by_the_default_filter(

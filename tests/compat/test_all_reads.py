@@ -9,7 +9,7 @@ import pytest
 from esdbclient import AsyncEventStoreDBClient, EventStoreDBClient, StreamState
 from esdbclient.exceptions import NotFound, StreamIsDeleted, WrongCurrentVersion
 
-from tests.compat.conftest import event, events
+from tests.fixtures.esdb_events import event, events
 
 
 def names_and_revisions(recorded: object) -> list[tuple[str, int]]:

@@ -11,7 +11,7 @@ from esdbclient.exceptions import (
     WrongCurrentVersion,
 )
 
-from tests.compat.conftest import event, events
+from tests.fixtures.esdb_events import event, events
 
 
 def test_reading_a_missing_stream_raises_not_found(client: EventStoreDBClient, stream: str) -> None:

@@ -1,80 +1,184 @@
-"""Emulator-only: `python -m esdb_emulator` serves until SIGTERM and exits 0."""
+"""The emulator's commands: `python -m esdb_emulator` serves until SIGTERM and exits 0, and
+`usersvc emulator --import FILE` loads a usersvc bundle first (all of it, or nothing)."""
 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
-import time
-import types
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from esdbclient import EventStoreDBClient, StreamState
 
-from esdb_emulator.store import Store
-from tests.compat.conftest import events
-from tests.compat.test_durability import recorded
-from tests.fixtures.backends import EsdbTarget
+from esdb_emulator import Store
+from repro.bundle import write_bundle
+from tests.fixtures.esdb_events import events
+from tests.fixtures.processes import free_port, signal_other_thread, wait_for_line
+from usersvc.records import StoredEvent
+
+pytestmark = pytest.mark.emulator
+
+EMULATOR = [sys.executable, "-m", "esdb_emulator"]
+USERSVC_EMULATOR = [sys.executable, "-m", "usersvc_cli.main", "emulator"]
+STOP_TIMEOUT = 60
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+@contextmanager
+def serving(command: Sequence[str]) -> Iterator[EventStoreDBClient]:
+    """Run `command` (with --port added) until it serves; yield a client; stop it with SIGTERM
+    and require exit status 0."""
+    port = free_port()
+    with subprocess.Popen([*command, "--port", str(port)], stderr=subprocess.PIPE) as process:
+        try:
+            wait_for_line(process, "serving esdb://")
+            client = EventStoreDBClient(f"esdb://127.0.0.1:{port}?tls=false")
+            try:
+                yield client
+            finally:
+                client.close()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                # Generous: closing the log syncs the disk, slow when other test runs share it.
+                code = process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise
+    assert code == 0
+
+
+def stored(position: int, stream: str, revision: int) -> StoredEvent:
+    return StoredEvent(
+        commit_position=position,
+        stream=stream,
+        revision=revision,
+        event_id=uuid.uuid4(),
+        type="user-created",
+        data=b'{"n":1}',
+        metadata=b"{}",
+        content_type="application/json",
+        recorded_at=datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC),
+    )
 
 
 @pytest.mark.parametrize("storage", ["--mem", "--data-dir"])
-def test_the_command_serves_and_stops_cleanly_on_sigterm(
-    esdb_server: EsdbTarget, tmp_path: object, storage: str
-) -> None:
-    if esdb_server.real:
-        pytest.skip("starts the emulator's own command; a real server is in use")
-    port = free_port()
-    argv = [sys.executable, "-m", "esdb_emulator", "--port", str(port), storage]
-    if storage == "--data-dir":
-        argv.append(str(tmp_path))
-    with subprocess.Popen(argv, stderr=subprocess.PIPE) as process:
+def test_the_command_serves_and_stops_cleanly_on_sigterm(tmp_path: Path, storage: str) -> None:
+    argv = [*EMULATOR, storage, *([str(tmp_path)] if storage == "--data-dir" else [])]
+    with serving(argv) as client:
+        position = client.append_to_stream(
+            "cli", current_version=StreamState.NO_STREAM, events=events(1)
+        )
+    assert position > 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sends a signal to one thread (Linux tgkill)")
+def test_a_sigterm_taken_by_another_thread_still_stops_the_command() -> None:
+    # The kernel gives a process's signal to any of its threads, often one of grpc's; the main
+    # thread must still notice. Here it goes to a thread other than the main one, every time.
+    with subprocess.Popen([*EMULATOR, "--mem", "--port", "0"], stderr=subprocess.PIPE) as process:
         try:
-            url = f"esdb://127.0.0.1:{port}?tls=false"
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    client = EventStoreDBClient(url)
-                    break
-                except Exception:
-                    assert time.monotonic() < deadline, "the emulator did not start"
-                    assert process.poll() is None, "the emulator exited"
-                    time.sleep(0.1)
-            client.append_to_stream("cli", current_version=StreamState.NO_STREAM, events=events(1))
-            client.close()
+            wait_for_line(process, "serving esdb://")
+            signal_other_thread(process.pid, signal.SIGTERM)
+            code = process.wait(STOP_TIMEOUT)
         finally:
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(10) == 0
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert code == 0
 
 
-def test_a_failing_import_exits_1_without_serving(
-    esdb_server: EsdbTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if esdb_server.real:
-        pytest.skip("runs the emulator's own command; a real server is in use")
-    from esdb_emulator.cli import main
+def test_the_standalone_command_reads_no_bundles(tmp_path: Path) -> None:
+    argv = [*EMULATOR, "--mem", "--import", str(tmp_path / "b.bundle")]
+    refused = subprocess.run(argv, check=False, capture_output=True, timeout=60)
+    assert refused.returncode == 2
 
-    bundle = types.ModuleType("repro.bundle")
-    bundle.read_bundle = lambda path: [  # type: ignore[attr-defined]
-        recorded(5_000, "imported", 0),
-        recorded(4_000, "imported", 1),
+
+def test_usersvc_emulator_serves_an_imported_bundle_as_recorded(tmp_path: Path) -> None:
+    bundle = tmp_path / "history.bundle"
+    recorded = [stored(5_000 + 100 * n, "user-ann", n) for n in range(3)]
+    write_bundle(bundle, recorded, {"source": "test"})
+    with serving([*USERSVC_EMULATOR, "--mem", "--import", str(bundle)]) as client:
+        read = client.get_stream("user-ann")
+    assert [(e.commit_position, e.stream_position, e.id, e.recorded_at) for e in read] == [
+        (e.commit_position, e.revision, e.event_id, e.recorded_at) for e in recorded
     ]
-    monkeypatch.setitem(sys.modules, "repro.bundle", bundle)
-    # main() sets up process-wide logging; inside pytest that would replace its handlers.
-    monkeypatch.setattr("usersvc.logs.configure_logging", lambda level: None)
+
+
+def test_a_failing_import_exits_1_without_serving_and_writes_nothing(tmp_path: Path) -> None:
+    bundle = tmp_path / "gap.bundle"
+    # Revision 0, then 2: the stream would have a gap, so the whole import is refused.
+    write_bundle(
+        bundle, [stored(5_000, "user-bob", 0), stored(5_100, "user-bob", 2)], {"source": "test"}
+    )
     data_dir = tmp_path / "data"
-    argv = ["--port", "0", "--data-dir", str(data_dir), "--import", str(tmp_path / "b")]
-    assert main(argv) == 1
+    argv = [*USERSVC_EMULATOR, "--port", "0", "--data-dir", str(data_dir), "--import", str(bundle)]
+    failed = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1
+    assert "import of" in failed.stderr
+    assert "serving" not in failed.stderr
     store = Store(data_dir)
     try:
-        assert store.last_position() < 4_000
+        assert store.last_position() < 5_000
     finally:
         store.close()
+
+
+SCAVENGE = [*EMULATOR, "scavenge", "--data-dir"]
+
+
+def test_the_scavenge_command_removes_truncated_events_of_a_stopped_emulator(
+    tmp_path: Path,
+) -> None:
+    with serving([*EMULATOR, "--data-dir", str(tmp_path)]) as client:
+        client.append_to_stream("cut", current_version=StreamState.NO_STREAM, events=events(3))
+        client.set_stream_metadata("cut", metadata={"$tb": 2}, current_version=StreamState.ANY)
+        before = [(e.stream_position, e.commit_position) for e in client.get_stream("cut")]
+    done = subprocess.run(
+        [*SCAVENGE, str(tmp_path)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    # The seed event, the three, and the metadata: two of them go.
+    assert done.stdout.startswith(f"scavenged {tmp_path}: removed 2 of 5 events, ")
+    with serving([*EMULATOR, "--data-dir", str(tmp_path)]) as client:
+        stream = [(e.stream_position, e.commit_position) for e in client.get_stream("cut")]
+        revisions = [e.stream_position for e in client.read_all() if e.stream_name == "cut"]
+    assert (stream, revisions) == (before, [2])
+
+
+def test_the_scavenge_command_is_refused_while_an_emulator_holds_the_directory(
+    tmp_path: Path,
+) -> None:
+    with serving([*EMULATOR, "--data-dir", str(tmp_path)]):
+        refused = subprocess.run(
+            [*SCAVENGE, str(tmp_path)], check=False, capture_output=True, text=True, timeout=60
+        )
+    assert refused.returncode == 1
+    assert "in use by another emulator" in refused.stderr
+
+
+def test_the_scavenge_command_is_refused_where_there_is_no_emulator_data(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [*SCAVENGE, str(tmp_path / "none")], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 1
+    assert "holds no emulator data" in refused.stderr
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_second_emulator_on_a_held_directory_exits_1(tmp_path: Path) -> None:
+    with serving([*EMULATOR, "--data-dir", str(tmp_path)]):
+        second = subprocess.run(
+            [*EMULATOR, "--port", "0", "--data-dir", str(tmp_path)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert second.returncode == 1
+    assert "in use by another emulator" in second.stderr

@@ -8,7 +8,6 @@ import pytest
 from esdbclient import EventStoreDBClient
 
 from esdb_emulator import EmbeddedServer
-from tests.fixtures.backends import EsdbTarget
 
 
 def test_gossip_reports_one_leader_at_the_connected_address(
@@ -36,9 +35,8 @@ def test_listing_persistent_subscriptions_on_a_fresh_server_is_empty(
     assert client.list_subscriptions() == []
 
 
-def test_gossip_advertises_the_configured_host(esdb_server: EsdbTarget) -> None:
-    if esdb_server.real:
-        pytest.skip("configures the emulator's advertised host; a real server is in use")
+@pytest.mark.emulator
+def test_gossip_advertises_the_configured_host() -> None:
     with EmbeddedServer(advertised_host="localhost") as server:
         client = EventStoreDBClient(server.connection_string)
         try:

@@ -9,7 +9,7 @@ from esdbclient import EventStoreDBClient, StreamState
 from esdbclient.events import CaughtUp
 from esdbclient.exceptions import WrongCurrentVersion
 
-from tests.compat.conftest import event
+from tests.fixtures.esdb_events import event
 
 WRITERS = 6
 SUBSCRIBERS = 3

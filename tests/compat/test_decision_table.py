@@ -7,7 +7,7 @@ import pytest
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from esdbclient.exceptions import FailedPrecondition, StreamIsDeleted, WrongCurrentVersion
 
-from tests.compat.conftest import event, events
+from tests.fixtures.esdb_events import event, events
 
 
 def soft_deleted(client: EventStoreDBClient, stream: str, count: int) -> None:

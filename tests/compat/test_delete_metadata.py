@@ -6,7 +6,7 @@ import pytest
 from esdbclient import EventStoreDBClient, StreamState
 from esdbclient.exceptions import NotFound, StreamIsDeleted, WrongCurrentVersion
 
-from tests.compat.conftest import event, events
+from tests.fixtures.esdb_events import event, events
 
 
 def test_soft_delete_hides_the_stream_until_the_next_append(

@@ -1,18 +1,19 @@
-"""Emulator-only: restart with the same data directory, torn tails, import of recorded events."""
+"""The emulator itself: restart with the same data directory, torn tails, import of recorded
+events."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from esdbclient import EventStoreDBClient, StreamState
 
 from esdb_emulator import EmbeddedServer
-from esdb_emulator.errors import BadRequest
-from tests.compat.conftest import event, events
-from usersvc.records import StoredEvent
+from esdb_emulator.model import BadRequest
+from tests.fixtures.esdb_events import event, events, imported
+
+pytestmark = pytest.mark.emulator
 
 
 def snapshot(url: str) -> list[tuple[int, str, int, uuid.UUID, bytes]]:
@@ -27,19 +28,19 @@ def snapshot(url: str) -> list[tuple[int, str, int, uuid.UUID, bytes]]:
 
 
 def test_restart_keeps_positions_revisions_and_the_port(
-    emulator: EmbeddedServer, stream: str
+    own_emulator: EmbeddedServer, stream: str
 ) -> None:
-    client = EventStoreDBClient(emulator.connection_string)
+    client = EventStoreDBClient(own_emulator.connection_string)
     client.append_to_stream(stream, current_version=StreamState.NO_STREAM, events=events(3))
     client.delete_stream(f"{stream}", current_version=2)
     client.append_to_stream(f"{stream}-b", current_version=StreamState.ANY, events=events(2))
     client.close()
-    before, port = snapshot(emulator.connection_string), emulator.port
-    emulator.stop()
-    emulator.start()
-    assert emulator.port == port
-    assert snapshot(emulator.connection_string) == before
-    client = EventStoreDBClient(emulator.connection_string)
+    before, port = snapshot(own_emulator.connection_string), own_emulator.port
+    own_emulator.stop()
+    own_emulator.start()
+    assert own_emulator.port == port
+    assert snapshot(own_emulator.connection_string) == before
+    client = EventStoreDBClient(own_emulator.connection_string)
     try:
         with pytest.raises(Exception, match=r"not found|NotFound"):
             client.get_stream(stream)
@@ -49,11 +50,7 @@ def test_restart_keeps_positions_revisions_and_the_port(
         client.close()
 
 
-def test_a_torn_tail_is_cut_and_earlier_appends_survive(
-    tmp_path: Path, esdb_server: object
-) -> None:
-    if getattr(esdb_server, "real", False):
-        pytest.skip("needs the emulator's data directory")
+def test_a_torn_tail_is_cut_and_earlier_appends_survive(tmp_path: Path) -> None:
     server = EmbeddedServer(tmp_path)
     with server:
         client = EventStoreDBClient(server.connection_string)
@@ -70,32 +67,18 @@ def test_a_torn_tail_is_cut_and_earlier_appends_survive(
         client.close()
 
 
-def recorded(position: int, stream: str, revision: int) -> StoredEvent:
-    return StoredEvent(
-        commit_position=position,
-        stream=stream,
-        revision=revision,
-        event_id=uuid.uuid4(),
-        type="user-created",
-        data=b'{"n":1}',
-        metadata=b"{}",
-        content_type="application/json",
-        recorded_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
-    )
-
-
 def test_imported_events_keep_their_positions_ids_and_times(
-    emulator: EmbeddedServer, unique: str
+    own_emulator: EmbeddedServer, unique: str
 ) -> None:
-    assert emulator.store is not None
+    assert own_emulator.store is not None
     stream = f"imported-{unique}"
-    bundle = [recorded(10_000_000 + n * 100, stream, n) for n in range(3)]
-    assert emulator.store.import_events(bundle) == 3
-    client = EventStoreDBClient(emulator.connection_string)
+    bundle = [imported(10_000_000 + n * 100, stream, n) for n in range(3)]
+    assert own_emulator.store.import_events(bundle) == 3
+    client = EventStoreDBClient(own_emulator.connection_string)
     try:
         read = client.get_stream(stream)
         assert [(e.commit_position, e.id, e.stream_position) for e in read] == [
-            (b.commit_position, b.event_id, b.revision) for b in bundle
+            (b.position, b.event_id, b.revision) for b in bundle
         ]
         assert read[0].recorded_at == bundle[0].recorded_at
         assert client.append_to_stream(stream, current_version=2, events=event()) > 10_000_200
@@ -104,13 +87,15 @@ def test_imported_events_keep_their_positions_ids_and_times(
 
 
 def test_an_import_below_the_head_or_out_of_order_writes_nothing(
-    emulator: EmbeddedServer, unique: str
+    own_emulator: EmbeddedServer, unique: str
 ) -> None:
-    store = emulator.store
+    store = own_emulator.store
     assert store is not None
     head = store.last_position()
     with pytest.raises(BadRequest, match="not after"):
-        store.import_events([recorded(head + 100, f"a-{unique}", 0), recorded(head, "b", 0)])
-    with pytest.raises(BadRequest, match="continues at revision 0"):
-        store.import_events([recorded(head + 100, f"a-{unique}", 1)])
+        store.import_events([imported(head + 100, f"a-{unique}", 0), imported(head, "b", 0)])
+    with pytest.raises(BadRequest, match="continues at revision 1"):
+        store.import_events(
+            [imported(head + 100, f"a-{unique}", 0), imported(head + 200, f"a-{unique}", 2)]
+        )
     assert store.last_position() == head

@@ -12,7 +12,7 @@ from esdbclient.exceptions import (
     WrongCurrentVersion,
 )
 
-from tests.compat.conftest import event, events
+from tests.fixtures.esdb_events import event, events
 
 SOFT_DELETED = 9223372036854775807
 

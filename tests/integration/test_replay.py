@@ -24,7 +24,6 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from esdb_emulator import EmbeddedServer
-from esdb_emulator.cli import import_bundle
 from repro.bundle import verify_bundle
 from repro.cutoff import ReplayError, UntilEventId, UntilPosition, UntilTime
 from repro.export import export
@@ -34,6 +33,7 @@ from repro.snapshot import take_snapshot
 from tests.fixtures.waiting import wait_for_checkpoint
 from usersvc.events import STREAM_PREFIX, UserCreated, encode_user_created, stream_name
 from usersvc.settings import Settings
+from usersvc_cli.emulator_command import import_bundle
 from worker.migrator import migrate
 from worker.runner import run
 

@@ -21,7 +21,8 @@ from esdb_emulator import EmbeddedServer
 from repro.bundle import read_bundle, read_manifest
 from repro.progress import Progress
 from usersvc.events import UserCreated, encode_user_created, stream_name
-from usersvc_cli.main import build_parser
+from usersvc.settings import load_settings
+from usersvc_cli.main import build_parser, run_command
 
 COUNT = 8
 
@@ -60,7 +61,7 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, esdb: tuple[st
 
 def usersvc(*argv: str) -> int:
     args = build_parser().parse_args(list(argv))
-    return int(args.run(args))
+    return run_command(args, load_settings())
 
 
 def user_count(pg_url: str, schema: str) -> int | None:
@@ -241,7 +242,7 @@ def test_a_snapshot_of_a_missing_schema_exits_2(
         "snapshot", "--output", str(output), "--database-url", pg_url, "--schema", f"m_{unique}"
     )
     assert code == 2
-    assert "snapshot failed" in caplog.text
+    assert f"snapshot refused: schema m_{unique} holds no read model" in caplog.text
     assert list(tmp_path.iterdir()) == []
 
 

@@ -30,7 +30,8 @@ from repro.history import BundleSource
 from repro.replay import ReplayHalted, ReplayRequest, replay
 from usersvc.events import UserCreated, encode_user_created, stream_name
 from usersvc.records import StoredEvent
-from usersvc_cli.main import build_parser
+from usersvc.settings import load_settings
+from usersvc_cli.main import build_parser, run_command
 
 T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -221,5 +222,5 @@ def test_the_cli_says_a_halted_replay_stopped_and_exits_1(
     write_bundle(bundle, [event(*HISTORY[0]), bad], {})
     argv = ["replay", "--target-database-url", pg_url, "--schema", f"hcli_{unique}"]
     args = build_parser().parse_args([*argv, "--from-bundle", str(bundle)])
-    assert args.run(args) == 1
+    assert run_command(args, load_settings()) == 1
     assert "replay stopped: cannot project event at commit position 200" in caplog.text

@@ -8,11 +8,9 @@ emulator of their own.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -21,27 +19,12 @@ from psycopg import sql
 
 from tests.fixtures.history import append_users, projected
 from tests.fixtures.waiting import logged, read_checkpoint, wait_for_checkpoint
+from tests.fixtures.worker import WORKER, settings_for, worker_thread
 from usersvc.events import (
     USER_CREATED,
     stream_name,
 )
-from usersvc.settings import Settings, load_settings
 from worker.runner import application_name, run
-
-WORKER = "test-worker"
-
-
-def settings_for(esdb_url: str, pg_url: str, schema: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "esdb_connection_string": esdb_url,
-        "database_url": pg_url,
-        "database_schema": schema,
-        "worker_name": WORKER,
-        "worker_backoff_initial": 0.05,
-        "worker_backoff_max": 0.5,
-        **overrides,
-    }
-    return load_settings(**values)
 
 
 @contextmanager
@@ -51,22 +34,6 @@ def esdb_client(url: str) -> Iterator[EventStoreDBClient]:
         yield client
     finally:
         client.close()
-
-
-@contextmanager
-def worker_thread(settings: Settings) -> Iterator[threading.Event]:
-    """Run the worker in a thread; on exit stop it and require exit code 0."""
-    stop = threading.Event()
-    result: list[int] = []
-    thread = threading.Thread(target=lambda: result.append(run(settings, stop=stop)))
-    thread.start()
-    try:
-        yield stop
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-    assert not thread.is_alive(), "the worker did not stop within 30 s"
-    assert result == [0]
 
 
 def test_a_worker_started_after_1000_events_catches_up(

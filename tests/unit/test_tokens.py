@@ -129,7 +129,7 @@ def verify(folder: Path, token: str) -> dict[str, object]:
 
 def run_token(*args: str) -> int:
     parsed = build_parser().parse_args(["token", *args])
-    return int(parsed.run(parsed))
+    return int(parsed.run(parsed, load_settings()))
 
 
 def test_usersvc_token_signs_with_the_dev_key_of_the_folder(

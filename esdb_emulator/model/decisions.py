@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-from esdb_emulator.errors import StreamDeleted, WrongExpectedVersion
+from esdb_emulator.model.errors import StreamDeleted, WrongExpectedVersion
 
 ANY = -2
 NO_STREAM = -1
@@ -25,7 +25,8 @@ class StreamView:
     soft_deleted: bool
     metadata_exists: bool
     ids: dict[UUID, int]  # event id -> revision
-    revision_ids: Sequence[UUID]  # event id at each revision
+    revision_ids: Sequence[UUID]  # event id at each revision from `first_revision`
+    first_revision: int = 0  # revisions below it were scavenged (their ids are unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,8 @@ def _by_position(view: StreamView, expected: int, ids: Sequence[UUID]) -> Write 
         raise WrongExpectedVersion(view.name, expected, view.current)
     for offset, event_id in enumerate(ids):
         revision = expected + 1 + offset
-        matches = revision <= view.current and view.revision_ids[revision] == event_id
+        index = revision - view.first_revision
+        matches = index >= 0 and revision <= view.current and view.revision_ids[index] == event_id
         if matches:
             continue
         if offset == 0 and expected == NO_STREAM and view.soft_deleted:

@@ -1,23 +1,30 @@
-"""Protobuf ⇄ store translation shared by the servicers: events, expected versions, statuses."""
+"""Protobuf ⇄ model conversion shared by the servicers: events, ids, expected versions, filters,
+append results. The texts and codes of refusals live in `statuses`."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
-import grpc
 from esdbclient.protos.Grpc import shared_pb2, streams_pb2
 
-from esdb_emulator.decisions import ANY, NO_STREAM, STREAM_EXISTS
-from esdb_emulator.errors import BadRequest, StreamDeleted
-from esdb_emulator.records import Record
-from esdb_emulator.store import Proposed
+from esdb_emulator.model import ANY, NO_STREAM, STREAM_EXISTS, BadRequest, Proposed, Record
 
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
+REQUIRED_METADATA = ("type", "content-type")
+_U64 = 0xFFFFFFFFFFFFFFFF
 ReadResp = streams_pb2.ReadResp
+
+
+class MissingMetadata(BadRequest):
+    """A proposed event lacks one of `REQUIRED_METADATA`."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"metadata {key!r} is missing")
+        self.key = key
 
 
 def expected_from(options: Any, revision_field: str) -> int:
@@ -42,8 +49,8 @@ def parse_uuid(message: shared_pb2.UUID) -> uuid.UUID:
         if kind == "string":
             return uuid.UUID(message.string)
         if kind == "structured":
-            high = message.structured.most_significant_bits & 0xFFFFFFFFFFFFFFFF
-            low = message.structured.least_significant_bits & 0xFFFFFFFFFFFFFFFF
+            high = message.structured.most_significant_bits & _U64
+            low = message.structured.least_significant_bits & _U64
             return uuid.UUID(int=(high << 64) | low)
     except ValueError:
         raise BadRequest(f"invalid event id {message.string!r}") from None
@@ -52,7 +59,7 @@ def parse_uuid(message: shared_pb2.UUID) -> uuid.UUID:
 
 def proposed_from(message: Any) -> Proposed:
     metadata = message.metadata
-    for key in ("type", "content-type"):
+    for key in REQUIRED_METADATA:
         if key not in metadata:
             raise MissingMetadata(key)
     return Proposed(
@@ -64,22 +71,30 @@ def proposed_from(message: Any) -> Proposed:
     )
 
 
-class MissingMetadata(BadRequest):
-    def __init__(self, key: str) -> None:
-        super().__init__(f"Required Metadata Property '{key}' is missing")
-
-
 def uuid_message(value: uuid.UUID, as_string: bool) -> shared_pb2.UUID:
     if as_string:
         return shared_pb2.UUID(string=str(value))
     number = value.int
-    high, low = number >> 64, number & 0xFFFFFFFFFFFFFFFF
+    high, low = number >> 64, number & _U64
     return shared_pb2.UUID(
         structured=shared_pb2.UUID.Structured(
             most_significant_bits=high - (1 << 64) if high >= 1 << 63 else high,
             least_significant_bits=low - (1 << 64) if low >= 1 << 63 else low,
         )
     )
+
+
+def fill_success(success: Any, revision: int | None, position: int | None) -> None:
+    """An AppendResp.Success or BatchAppendResp.Success (the same fields)."""
+    if revision is None:
+        success.no_stream.SetInParent()
+    else:
+        success.current_revision = revision
+    if position is None:
+        success.no_position.SetInParent()
+    else:
+        success.position.commit_position = position
+        success.position.prepare_position = position
 
 
 def event_response(record: Record, uuid_as_string: bool) -> bytes:
@@ -135,20 +150,3 @@ def compile_filter(options: Any) -> Callable[[Record], bool] | None:
         return lambda record: pattern.search(field(record)) is not None
     prefixes = tuple(expression.prefix)
     return lambda record: field(record).startswith(prefixes)
-
-
-def abort(
-    context: grpc.ServicerContext, code: grpc.StatusCode, details: str, trailers: dict[str, str]
-) -> NoReturn:
-    context.set_trailing_metadata(tuple(trailers.items()))
-    context.abort(code, details)
-    raise AssertionError("unreachable")
-
-
-def abort_deleted(context: grpc.ServicerContext, error: StreamDeleted) -> NoReturn:
-    abort(
-        context,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        str(error),
-        {"exception": "stream-deleted", "stream-name": error.stream},
-    )

@@ -1,8 +1,8 @@
 """Catch-up subscriptions: confirmation, catch-up, checkpoints, caught-up, then live events.
 
-`$all` is read by index from the store's append-only list, so the hand-over from catch-up to live
-is seamless: the subscription simply waits for the list to grow past the index it has reached,
-and no event can be skipped or sent twice.
+`$all` is read by position from the store's ordered list, so the hand-over from catch-up to live
+is seamless: the subscription simply waits for a record past the position it has reached, and no
+event can be skipped or sent twice, also when a scavenge removes records meanwhile.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from typing import Any
 import grpc
 from esdbclient.protos.Grpc import streams_pb2
 
-from esdb_emulator import wire
-from esdb_emulator.errors import StreamDeleted
-from esdb_emulator.records import MAX_REVISION
-from esdb_emulator.store import Store
+from esdb_emulator.model import MAX_REVISION, Store, StreamDeleted
+from esdb_emulator.rpc import wire
 
 CHUNK = 1024
 LIVE_POLL = 0.5  # seconds between checks that the client is still there while idle
@@ -25,17 +23,17 @@ ReadResp = streams_pb2.ReadResp
 
 
 def _confirmation() -> bytes:
-    wire: bytes = ReadResp(
+    reply: bytes = ReadResp(
         confirmation=ReadResp.SubscriptionConfirmation(subscription_id=str(uuid.uuid4()))
     ).SerializeToString()
-    return wire
+    return reply
 
 
 def _checkpoint(position: int) -> bytes:
-    wire: bytes = ReadResp(
+    reply: bytes = ReadResp(
         checkpoint=ReadResp.Checkpoint(commit_position=position, prepare_position=position)
     ).SerializeToString()
-    return wire
+    return reply
 
 
 _CAUGHT_UP = ReadResp(caught_up=ReadResp.CaughtUp()).SerializeToString()
@@ -48,11 +46,11 @@ def subscribe_to_all(
     kind = options.all.WhichOneof("all_option")
     if kind == "position":
         start_position = options.all.position.commit_position
-        index = store.index_of_position(start_position + 1)  # exclusive
     elif kind == "end":
-        index, start_position = store.head, store.last_position()
+        start_position = store.last_position()
     else:
-        index, start_position = 0, 0
+        start_position = 0
+    cursor = start_position + 1  # exclusive
     interval = 0
     if matches is not None:
         window = options.filter.max if options.filter.WhichOneof("window") == "max" else 32
@@ -64,7 +62,7 @@ def subscribe_to_all(
     last_considered = start_position
     caught_up = False
     while context.is_active():
-        chunk = store.all_slice(index, CHUNK)
+        chunk = store.all_from(cursor, CHUNK)
         if not chunk:
             if not caught_up:
                 if interval and last_considered > last_checkpoint:
@@ -72,9 +70,9 @@ def subscribe_to_all(
                     yield _checkpoint(last_checkpoint)
                 caught_up = True
                 yield _CAUGHT_UP
-            store.wait_beyond(index, LIVE_POLL)
+            store.wait_for(cursor, LIVE_POLL)
             continue
-        index += len(chunk)
+        cursor = chunk[-1].position + 1
         for record in chunk:
             if not store.visible_in_all(record):
                 continue
@@ -102,13 +100,13 @@ def subscribe_to_stream(
     yield _confirmation()
     caught_up = False
     while context.is_active():
-        head = store.head
+        seen = store.last_position()
         chunk = store.stream_records(name, revision, CHUNK)
         if not chunk:
             if not caught_up:
                 caught_up = True
                 yield _CAUGHT_UP
-            store.wait_beyond(head, LIVE_POLL)
+            store.wait_for(seen + 1, LIVE_POLL)
             continue
         for record in chunk:
             yield wire.event_response(record, as_string)
