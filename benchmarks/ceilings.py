@@ -46,10 +46,12 @@ _PG_EPOCH_MICROS = 946_684_800_000_000  # PostgreSQL's epoch, 2000-01-01, in µs
 
 @dataclass(frozen=True)
 class Measured:
-    """`count` things done in `seconds`."""
+    """`count` things done in `seconds`; `cpu`: the CPU seconds of this process meanwhile (all
+    its threads), when measured."""
 
     count: int
     seconds: float
+    cpu: float | None = None
 
     @property
     def rate(self) -> float:

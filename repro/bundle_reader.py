@@ -13,11 +13,8 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
-from uuid import UUID, SafeUUID
 
 import orjson
 import zstandard
@@ -36,6 +33,7 @@ from repro.bundle_format import (
     ZSTD_MAGIC,
     BundleError,
 )
+from repro.event_maker import make_event
 from usersvc.records import StoredEvent
 
 # Decompressed bytes read at a time: tens of thousands of events, so that the work per read
@@ -58,9 +56,6 @@ def _position(buffer: bytes, frame_at: int) -> int:
 def _after(buffer: bytes, frame_at: int, until: int) -> bool:
     """Whether the frame at `frame_at` is an event after position `until`."""
     return buffer[frame_at : frame_at + 1] == EVENT and _position(buffer, frame_at) > until
-
-
-MakeEvent = Callable[[int, str, int, bytes, str, bytes, bytes, str, datetime], StoredEvent]
 
 
 class BundleReader:
@@ -308,76 +303,3 @@ def json_object(path: Path, payload: bytes) -> dict[str, Any]:
 def _is_zstd(path: Path) -> bool:
     with open(path, "rb") as raw:
         return raw.read(4) == ZSTD_MAGIC
-
-
-def _constructed_event(  # noqa: PLR0917 (StoredEvent's own positional order)
-    position: int,
-    stream: str,
-    revision: int,
-    raw_id: bytes,
-    type_: str,
-    data: bytes,
-    metadata: bytes,
-    content_type: str,
-    recorded_at: datetime,
-) -> StoredEvent:
-    """A `StoredEvent` built by its constructor, and its id by `UUID`'s."""
-    event_id = UUID(bytes=raw_id)
-    return StoredEvent(
-        position, stream, revision, event_id, type_, data, metadata, content_type, recorded_at
-    )
-
-
-def _slot_filler() -> MakeEvent:
-    """A function equal to `_constructed_event` that fills the slots of the id and the event
-    directly, skipping both constructors' argument checks, which take half the time of reading
-    a bundle (`UUID(bytes=...)` alone 0.8 to 1.3 µs): the reader has checked every value. It is
-    used only while both classes have the slots it fills and it builds an event equal to the
-    constructors' one; a change in either class falls back to the constructors."""
-    new, from_bytes = object.__new__, int.from_bytes
-    try:
-        set_int = UUID.__dict__["int"].__set__
-        set_safe = UUID.__dict__["is_safe"].__set__
-        unknown = SafeUUID.unknown
-        names = [field.name for field in fields(StoredEvent)]
-        if names != list(StoredEvent.__slots__) or hasattr(StoredEvent, "__post_init__"):
-            return _constructed_event
-        setters = [StoredEvent.__dict__[name].__set__ for name in names]
-    except (KeyError, AttributeError, TypeError):
-        return _constructed_event
-    s0, s1, s2, s3, s4, s5, s6, s7, s8 = setters
-
-    def filled(  # noqa: PLR0917 (StoredEvent's own positional order)
-        position: int,
-        stream: str,
-        revision: int,
-        raw_id: bytes,
-        type_: str,
-        data: bytes,
-        metadata: bytes,
-        content_type: str,
-        recorded_at: datetime,
-    ) -> StoredEvent:
-        event_id = new(UUID)
-        set_int(event_id, from_bytes(raw_id))
-        set_safe(event_id, unknown)
-        event = new(StoredEvent)
-        s0(event, position)
-        s1(event, stream)
-        s2(event, revision)
-        s3(event, event_id)
-        s4(event, type_)
-        s5(event, data)
-        s6(event, metadata)
-        s7(event, content_type)
-        s8(event, recorded_at)
-        return event
-
-    sample = (7, "user-a", 1, bytes(range(16)), "t", b"{}", b"", "c", EPOCH)
-    expected, made = _constructed_event(*sample), filled(*sample)
-    if made != expected or made.event_id.is_safe != expected.event_id.is_safe:
-        return _constructed_event
-    return filled
-
-
-make_event: MakeEvent = _slot_filler()

@@ -13,7 +13,10 @@ stream truncated during the replay, below what was already applied, rolls the re
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -102,7 +105,7 @@ def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
         Progress("replay", span=span) as bar,
     ):
         try:
-            with conn.transaction():
+            with conn.transaction(), _fewer_collections():
                 summary, halted = _build(conn, source, request, after, bar)
         except SourceFailed as exc:
             cause = exc.__cause__
@@ -115,6 +118,21 @@ def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
             f" the read model up to position {summary.last_position} (checksum {summary.checksum})"
         )
     return summary
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """A replay makes millions of short-lived objects and keeps none: the cyclic garbage
+    collector, at its default thresholds, spent about a quarter of a bundle replay's CPU walking
+    them. Collect rarely while it runs (and never in what existed before), then restore."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _build(
@@ -158,8 +176,9 @@ def _build(
     finally:
         reader.close()
     try:
-        if halted is not None:
-            # The rest was not read, so a damaged bundle would go unnoticed: check it first.
+        if halted is not None or not isinstance(request.cutoff, ToEnd):
+            # The rest was not read (a halt or a cutoff stopped early), so a damaged bundle would
+            # go unnoticed: check it first.
             source.check_integrity()
         # A deletion during the replay must not leave the user in the target.
         source.check_forgotten()

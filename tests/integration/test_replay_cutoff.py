@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import zstandard
 from psycopg import sql
 
 from repro.bundle import write_bundle
@@ -224,3 +225,33 @@ def test_the_cli_says_a_halted_replay_stopped_and_exits_1(
     args = build_parser().parse_args([*argv, "--from-bundle", str(bundle)])
     assert run_command(args, load_settings()) == 1
     assert "replay stopped: cannot project event at commit position 200" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "cutoff",
+    [UntilPosition(300), time_cutoff(T0 + SECOND), UntilEventId(event(*HISTORY[1]).event_id)],
+    ids=["position", "time", "event id"],
+)
+def test_damage_after_the_cutoff_is_still_refused_and_nothing_is_written(
+    tmp_path: Path, pg_url: str, unique: str, cutoff: Cutoff
+) -> None:
+    bundle = tmp_path / "damaged.bundle"
+    # The last event's name differs by one letter of the same length: only the hash can tell.
+    last = replace(
+        event(*HISTORY[6]), data=event(*HISTORY[6]).data.replace(b"Person f", b"Person g")
+    )
+    write_bundle(bundle, [event(*row) for row in HISTORY[:6]] + [event(*HISTORY[6])], {})
+    honest = zstandard.ZstdDecompressor().stream_reader(bundle.read_bytes()).read()
+    forged = honest.replace(event(*HISTORY[6]).data, last.data)
+    assert forged != honest
+    bundle.write_bytes(zstandard.ZstdCompressor().compress(forged))
+    schema = f"dmg_{unique}"
+    request = ReplayRequest(target_url=pg_url, schema=schema, checkpoint_name="w", cutoff=cutoff)
+    with pytest.raises(ReplayError, match="nothing was written"):
+        replay(BundleSource(bundle), request)
+    with psycopg.connect(pg_url) as conn:
+        exists = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = %s)",
+            (schema,),
+        ).fetchone()
+    assert exists == (False,)
