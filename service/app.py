@@ -7,8 +7,19 @@ from typing import Any
 from flask import Flask
 from psycopg_pool import ConnectionPool
 
-from service import auth, changes, context, history, request_id, routes
-from service.commands import UserCommands
+from service import (
+    auth,
+    changes,
+    context,
+    docs,
+    freshness,
+    history,
+    metrics,
+    probes,
+    request_id,
+    routes,
+)
+from service.commands import StorePort, UserCommands
 from service.errors import register_error_handlers
 from service.event_store import EventStore
 from service.users import UserRepository
@@ -25,13 +36,17 @@ def create_app(
     event_store: context.EventStorePort | None = None,
     users: context.UsersPort | None = None,
     verifier: auth.TokenVerifier | None = _FROM_SETTINGS,
+    checkpoints: freshness.CheckpointSource | None = None,
 ) -> Flask:
-    """Build the app; collaborators are built from `settings` unless given (tests)."""
+    """Build the app; collaborators are built from `settings` unless given (tests). Without
+    `checkpoints`, reads with `X-Min-Position` follow the worker through PostgreSQL's
+    notifications when the read model is built here, else read `users`' checkpoint once."""
     app = Flask("usersvc")
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         WORKER_NAME=settings.worker_name,
         HEALTH_STALL_SECONDS=settings.health_stall_seconds,
+        MIN_POSITION_WAIT=settings.min_position_wait,
     )
     # Keys in the order the contract gives them (`id`, `username`, `createdAt`, `fullName`).
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -49,15 +64,28 @@ def create_app(
         pool.open(wait=False)
         users = UserRepository(pool, settings.database_schema)
         app.extensions["usersvc.pool"] = pool
+        if checkpoints is None:
+            checkpoints = freshness.CheckpointListener(
+                settings.require_database_url(), settings.database_schema, settings.worker_name
+            )
+    if checkpoints is None:
+        checkpoints = freshness.StoredCheckpoint(users.checkpoint, settings.worker_name)
     if verifier is _FROM_SETTINGS:
         verifier = auth.verifier_from_settings(settings)
     app.extensions[context.EVENT_STORE] = event_store
     app.extensions[context.USERS] = users
-    app.extensions[context.COMMANDS] = UserCommands(event_store)
+    app.extensions[freshness.EXTENSION] = checkpoints
     app.extensions[auth.EXTENSION] = verifier
-    for blueprint in (routes.blueprint, changes.blueprint, history.blueprint):
-        app.register_blueprint(blueprint)
+    store: StorePort = event_store
     request_id.install(app)
+    if settings.metrics_enabled:
+        measured = metrics.ServiceMetrics()
+        metrics.install(app, measured)
+        store = metrics.MeteredStore(event_store, measured)
+    app.extensions[context.COMMANDS] = UserCommands(store)
+    for blueprint in (routes.blueprint, changes.blueprint, history.blueprint, probes.blueprint):
+        app.register_blueprint(blueprint)
+    docs.install(app, metrics=settings.metrics_enabled)
     register_error_handlers(app)
     return app
 
@@ -70,3 +98,6 @@ def close_app(app: Flask) -> None:
     store = app.extensions.get(context.EVENT_STORE)
     if isinstance(store, EventStore):
         store.close()
+    checkpoints = app.extensions.get(freshness.EXTENSION)
+    if checkpoints is not None:
+        checkpoints.close()

@@ -1,19 +1,25 @@
-"""Request bodies: media type, size, JSON, and pydantic validation, each failure one JSON error."""
+"""Request bodies: media type, size, JSON or a form, and pydantic validation, each failure one
+JSON error."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import orjson
 from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from service.errors import InvalidJson, UnsupportedMediaType, ValidationFailed
+from service.errors import InvalidForm, InvalidJson, UnsupportedMediaType, ValidationFailed
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+# `POST /users` also takes an HTML form's encoding, as the original service did.
+FORM = "application/x-www-form-urlencoded"
+# More fields than any model has: the rest is refused before it is decoded.
+MAX_FORM_FIELDS = 20
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -31,6 +37,14 @@ def json_object(media_types: Collection[str] = (JSON,)) -> dict[str, Any]:
             "the body must be a JSON object", [{"field": "", "message": "expected an object"}]
         )
     return body
+
+
+def request_object(media_types: Collection[str]) -> dict[str, Any]:
+    """The request's body as an object: JSON, or a form when `FORM` is one of `media_types`
+    (each field once; its values are strings, validated like JSON's)."""
+    if request.mimetype == FORM and FORM in media_types:
+        return _form()
+    return json_object(media_types)
 
 
 def validated(model: type[Model], body: dict[str, Any]) -> Model:
@@ -57,3 +71,27 @@ def _raw() -> bytes:
     if request.content_length is None and limit is not None and len(data) >= limit:
         raise RequestEntityTooLarge()
     return data
+
+
+def _form() -> dict[str, Any]:
+    try:
+        pairs = parse_qsl(
+            _raw().decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            errors="strict",
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except UnicodeDecodeError:
+        raise InvalidForm("the form is not valid UTF-8 (percent-encoded or not)") from None
+    except ValueError:
+        raise InvalidForm(f"the form has more than {MAX_FORM_FIELDS} fields") from None
+    body: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in body:
+            raise ValidationFailed(
+                "a field is given more than once",
+                [{"field": name, "message": "give each field once"}],
+            )
+        body[name] = value
+    return body

@@ -47,6 +47,10 @@ class InvalidJson(ApiError):
     status, code = 400, "invalid_json"
 
 
+class InvalidForm(ApiError):
+    status, code = 400, "invalid_form"
+
+
 class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
 
@@ -137,6 +141,24 @@ class EventStoreUnavailable(Unavailable):
 
 class DatabaseUnavailable(Unavailable):
     code = "database_unavailable"
+
+
+class ProjectionBehind(Unavailable):
+    """A read asked for a commit position (`X-Min-Position`) the worker has not applied in time;
+    the answer names the checkpoint it has reached."""
+
+    code = "projection_behind"
+    retry_after = 1
+
+    def __init__(self, message: str, min_position: int, checkpoint: int | None) -> None:
+        super().__init__(message, [{"minPosition": min_position, "checkpoint": checkpoint}])
+        self.checkpoint = checkpoint
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Retry-After": str(self.retry_after)}
+        if self.checkpoint is not None:
+            headers["X-Checkpoint-Position"] = str(self.checkpoint)
+        return headers
 
 
 class AuthUnavailable(Unavailable):

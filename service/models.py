@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import unicodedata
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from usersvc.events import FULL_NAME_MAX, USERNAME_PATTERN
 
@@ -40,9 +41,11 @@ class ChangeUser(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    full_name: str | None = Field(
-        default=None, alias="fullName", min_length=1, max_length=FULL_NAME_MAX
-    )
+    # The document says what a client may send: a string (null is refused, see below).
+    full_name: Annotated[
+        str | None,
+        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": FULL_NAME_MAX}),
+    ] = Field(default=None, alias="fullName", min_length=1, max_length=FULL_NAME_MAX)
 
     @field_validator("full_name", mode="before")
     @classmethod

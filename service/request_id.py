@@ -1,4 +1,5 @@
-"""`X-Request-ID`: taken from the client or made up, echoed on every response, logged on errors.
+"""`X-Request-ID`: taken from the client or made up, echoed on every response, and in every JSON
+log line written while the request is handled (`request_id`).
 
 On `POST /users` it becomes the event's `correlationId`; a client-supplied one also makes the
 request idempotent (see `service.event_store.event_id`).
@@ -10,6 +11,8 @@ import uuid
 
 from flask import Flask, Response, g, request
 
+from usersvc import logformat
+
 HEADER = "X-Request-ID"
 # Longer values are cut (they go into every event's metadata).
 MAX_LENGTH = 200
@@ -18,6 +21,7 @@ MAX_LENGTH = 200
 def install(app: Flask) -> None:
     app.before_request(_take)
     app.after_request(_echo)
+    app.teardown_request(_unbind)
 
 
 def current() -> str:
@@ -40,8 +44,15 @@ def _take() -> None:
     supplied = supplied.strip()[:MAX_LENGTH]
     g.request_id = supplied or str(uuid.uuid4())
     g.request_id_supplied = bool(supplied)
+    g.request_log_token = logformat.bind(request_id=g.request_id)
 
 
 def _echo(response: Response) -> Response:
     response.headers[HEADER] = current()
     return response
+
+
+def _unbind(error: BaseException | None) -> None:
+    token = g.pop("request_log_token", None)
+    if token is not None:
+        logformat.unbind(token)

@@ -1,19 +1,17 @@
-"""`POST /users`, `GET /users/<username>` (time travel in `service.history`) and `GET /health`."""
+"""`POST /users` and `GET /users/<username>` (time travel in `service.history`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from service import context, history, preconditions, request_id
-from service.bodies import json_object, validated
-from service.errors import ApiError, UserNotFound
+from service import context, freshness, history, preconditions, request_id
+from service.bodies import FORM, JSON, request_object, validated
+from service.errors import UserNotFound
 from service.models import CreateUser
 from service.preconditions import etag
 from service.representations import empty, write_headers
-from service.users import Checkpoint
 from usersvc.events import USERNAME_RE, UserCreated, format_timestamp
 
 blueprint = Blueprint("users", __name__)
@@ -21,7 +19,7 @@ blueprint = Blueprint("users", __name__)
 
 @blueprint.post("/users")
 def create_user() -> tuple[Response, int, dict[str, str]]:
-    command = validated(CreateUser, json_object())
+    command = validated(CreateUser, request_object((JSON, FORM)))
     written = context.commands().register(
         UserCreated(command.username, command.full_name, datetime.now(UTC)),
         request_id.current(),
@@ -42,6 +40,7 @@ def get_user(username: str) -> Response:
         return history.state_at(username)
     # A name that breaks the username rule cannot exist: no need to ask the database. fullmatch:
     # the pattern's `$` would also match before a trailing newline.
+    freshness.await_position()
     user = context.users().get(username) if USERNAME_RE.fullmatch(username) else None
     if user is None:
         raise UserNotFound(f"no user {username!r}")
@@ -59,48 +58,3 @@ def get_user(username: str) -> Response:
     )
     response.headers["ETag"] = tag
     return response
-
-
-@blueprint.get("/health")
-def health() -> tuple[Response, int]:
-    checks: dict[str, Any] = {}
-    problems: list[str] = []
-    head: int | None = None
-    checkpoint: Checkpoint | None = None
-    try:
-        head = context.event_store().head_position()
-        checks["eventStore"] = {"status": "up", "headPosition": head}
-    except ApiError as exc:
-        checks["eventStore"] = {"status": "down", "error": exc.message}
-        problems.append("event_store_unavailable")
-    try:
-        checkpoint = context.users().checkpoint(current_app.config["WORKER_NAME"])
-        checks["database"] = {"status": "up"}
-    except ApiError as exc:
-        checks["database"] = {"status": "down", "error": exc.message}
-        problems.append("database_unavailable")
-    if head is not None and "database_unavailable" not in problems:
-        checks["projection"] = _projection(head, checkpoint, problems)
-    status = 200 if not problems else 503
-    return jsonify(
-        {"status": "ok" if not problems else "failing", "problems": problems, "checks": checks}
-    ), status
-
-
-def _projection(head: int, checkpoint: Checkpoint | None, problems: list[str]) -> dict[str, Any]:
-    position = checkpoint.commit_position if checkpoint else 0
-    behind = position < head
-    report: dict[str, Any] = {"checkpoint": position, "behind": behind}
-    if checkpoint is not None:
-        report["lastCommitAt"] = format_timestamp(checkpoint.updated_at)
-    idle = (
-        (datetime.now(UTC) - checkpoint.updated_at).total_seconds()
-        if checkpoint is not None
-        else None
-    )
-    if behind and (idle is None or idle > current_app.config["HEALTH_STALL_SECONDS"]):
-        report["status"] = "stalled"
-        problems.append("projection_stalled")
-    else:
-        report["status"] = "behind" if behind else "caught_up"
-    return report

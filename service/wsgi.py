@@ -15,7 +15,7 @@ from usersvc.settings import load_settings
 def create_app() -> Flask:
     """The app from `load_settings()`; its pool and gRPC channel close when the process exits."""
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = _create_app(settings)
     atexit.register(close_app, app)
     return app

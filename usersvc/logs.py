@@ -11,6 +11,8 @@ import logging
 import multiprocessing
 import sys
 
+from usersvc.logformat import JsonFormatter, TextFormatter
+
 FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 
 
@@ -20,12 +22,20 @@ def name_process(name: str) -> None:
     multiprocessing.current_process().name = name
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(formatter(log_format))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Python's warnings become log lines too (in the same format), not bare stderr text.
+    logging.captureWarnings(True)
     # grpc and urllib3 are chatty at INFO.
     for noisy in ("urllib3", "grpc", "testcontainers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def formatter(log_format: str = "text") -> logging.Formatter:
+    """The formatter of the `LOG_FORMAT` setting: `text` (FORMAT) or `json` (one object a line,
+    see `usersvc.logformat`); both redact passwords and tokens from every line."""
+    return JsonFormatter() if log_format == "json" else TextFormatter(FORMAT)

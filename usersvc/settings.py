@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -69,6 +69,17 @@ class Settings(BaseSettings):
     worker_backoff_max: float = Field(default=10.0, gt=0)
 
     log_level: str = "INFO"
+    # `text` (one line for people) or `json` (one JSON object a line, for log collectors).
+    log_format: Literal["text", "json"] = "text"
+    # gunicorn's access log: one line per request, in `log_format` (off by default: a line a
+    # request is what ingress proxies usually keep already).
+    access_log: bool = False
+
+    # Prometheus metrics: the service at `GET /metrics`; the worker on its own port (None: off).
+    metrics_enabled: bool = True
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Seconds at most a read with `X-Min-Position` waits for the worker (then 503).
+    min_position_wait: float = Field(default=5.0, ge=0, le=60)
 
     # Bearer tokens (JWT) for PATCH, DELETE, history and time travel; see `service.auth`. One key
     # source: the identity provider's JWKS URL (production), or a PEM private key file whose
@@ -104,7 +115,12 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return value.upper()
 
-    @field_validator("auth_jwks_url", "auth_signing_key_file", mode="before")
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("auth_jwks_url", "auth_signing_key_file", "worker_metrics_port", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

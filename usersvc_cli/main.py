@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging()
         log.error("%s", exc)
         return REFUSED
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return run_command(args, settings)
 
 

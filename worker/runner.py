@@ -23,8 +23,9 @@ from esdbclient.exceptions import EventStoreDBClientException
 from usersvc.settings import Settings
 from worker import subscription
 from worker.backoff import Backoff
+from worker.metrics import MeasuredProjection, MetricsServer, WorkerMetrics
 from worker.pipeline import Committed, project
-from worker.projection import Projection, ProjectionError
+from worker.projection import ProjectionError
 from worker.reader import SourceFailed
 
 log = logging.getLogger(__name__)
@@ -48,19 +49,44 @@ def application_name(settings: Settings) -> str:
 def run(settings: Settings, *, stop: threading.Event | None = None) -> int:
     """Run the worker until `stop` is set or a signal arrives; return the exit code."""
     stop = stop or threading.Event()
+    metrics: WorkerMetrics | None = None
+    server: MetricsServer | None = None
+    if settings.worker_metrics_port is not None:
+        metrics = WorkerMetrics(settings.esdb_connection_string, settings.esdb_timeout)
+        try:
+            server = MetricsServer(metrics, settings.http_host, settings.worker_metrics_port)
+        except OSError as exc:
+            log.critical(
+                "cannot serve metrics on %s:%s: %s",
+                settings.http_host,
+                settings.worker_metrics_port,
+                exc,
+            )
+            return 1
+        log.info(
+            "metrics on http://%s:%d/metrics",
+            settings.http_host,
+            server.port,
+            extra={"metrics_port": server.port},
+        )
     restore = _install_signal_handlers(stop)
     try:
-        return _Worker(settings, stop).run()
+        return _Worker(settings, stop, metrics).run()
     finally:
         restore()
+        if server is not None:
+            server.close()
 
 
 class _Worker:
-    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+    def __init__(
+        self, settings: Settings, stop: threading.Event, metrics: WorkerMetrics | None = None
+    ) -> None:
         self.settings = settings
         self.stop = stop
+        self.metrics = metrics
         self.backoff = Backoff(settings.worker_backoff_initial, settings.worker_backoff_max)
-        self.projection = Projection(settings.database_schema, settings.worker_name)
+        self.projection = MeasuredProjection(settings.database_schema, settings.worker_name)
         self.progress = _ProgressLog()
         self.conn: psycopg.Connection[Any] | None = None
         self.client: EventStoreDBClient | None = None
@@ -98,6 +124,8 @@ class _Worker:
             self._close_client()
 
     def _wait(self, what: str, exc: BaseException) -> None:
+        if self.metrics is not None:
+            self.metrics.reconnecting(what.lower())
         delay = self.backoff.next_delay()
         log.warning(
             "%s unavailable (attempt %d): %s; retrying in %.2f s from the stored checkpoint",
@@ -105,6 +133,7 @@ class _Worker:
             self.backoff.attempt,
             _describe(exc),
             delay,
+            extra={"dependency": what, "attempt": self.backoff.attempt, "retry_in": delay},
         )
         self.stop.wait(delay)
 
@@ -121,6 +150,8 @@ class _Worker:
                 self.standing_by = False
             return True
         if not self.standing_by:
+            if self.metrics is not None:
+                self.metrics.leading(False)
             log.info("another worker holds the lock for %s; standing by", key)
             self.standing_by = True
         self.stop.wait(STANDBY_POLL)
@@ -140,9 +171,13 @@ class _Worker:
     def _project(self, conn: psycopg.Connection[Any]) -> None:
         """One session: subscribe after the stored checkpoint and project until `stop` is set."""
         position = self.projection.checkpoint(conn)
+        self.projection.take()  # forget a batch that a lost connection never committed
+        if self.metrics is not None:
+            self.metrics.leading(True, position)
         log.info(
             "subscribing to $all from %s",
             "the start" if position is None else f"after commit position {position}",
+            extra={"checkpoint": position},
         )
         if self.client is None:
             self.client = EventStoreDBClient(self.settings.esdb_connection_string)
@@ -164,10 +199,19 @@ class _Worker:
         log.info("stopped at commit position %s", position)
 
     def _committed(self, committed: Committed) -> None:
+        applied, seconds = self.projection.take()
+        if self.metrics is not None:
+            self.metrics.committed(committed, applied)
+            if seconds is not None:
+                self.metrics.batch_took(seconds)
         if committed.events or committed.position != self.progress.position:
             self.backoff.reset()
         if committed.caught_up:
-            log.info("caught up at commit position %s", committed.position)
+            log.info(
+                "caught up at commit position %s",
+                committed.position,
+                extra={"checkpoint": committed.position},
+            )
         self.progress.add(committed)
 
     def _close_connection(self) -> None:
@@ -208,6 +252,11 @@ class _ProgressLog:
                 self.applied,
                 self.skipped,
                 self.position,
+                extra={
+                    "applied": self.applied,
+                    "skipped": self.skipped,
+                    "checkpoint": self.position,
+                },
             )
 
 

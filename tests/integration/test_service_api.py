@@ -114,11 +114,11 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str, set[str]]] = [
         set(),
     ),
     (
-        "form body",
+        "form body without fullName",
         {"data": b"username=x", "content_type": "application/x-www-form-urlencoded"},
-        415,
-        "unsupported_media_type",
-        set(),
+        422,
+        "validation_failed",
+        {"fullName"},
     ),
     (
         "no content type",
