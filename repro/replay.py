@@ -7,6 +7,8 @@ every batch, the manifest row) is ONE transaction of the target: a refused cutof
 (checked while it is applied, no separate pass), a source that fails midway or an interrupt leave
 nothing behind. An event the projection cannot apply halts the replay just before it
 (`ReplayHalted`): what came before it is committed with a manifest row that says where and why.
+A patched projection (`ReplayRequest.projection`, a subclass of the worker's) replays the same
+history through a fix under test; the manifest names the projection that built the target.
 Forgetting: the source drops events below their stream's truncation (`repro.forgetting`), and a
 stream truncated during the replay, below what was already applied, rolls the replay back.
 """
@@ -28,6 +30,7 @@ from psycopg import sql
 
 from repro.cutoff import Cutoff, ReplayError, ToEnd, take
 from repro.history import EventSource, SourceUnavailable
+from repro.loading import qualified_name
 from repro.progress import Progress
 from repro.snapshot import SnapshotError, check_snapshot, restore_rows
 from usersvc.readmodel import CHECKPOINT_TABLE, MANIFEST_TABLE, USER_TABLE, ReadModel
@@ -56,6 +59,8 @@ class ReplayRequest:
     snapshot: Path | None = None
     force: bool = False
     batch_size: int = BATCH_SIZE
+    # A patched projection (a fix under test): a subclass of the worker's, built the same way.
+    projection: type[Projection] = Projection
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ def _build(
     apply_migrations(conn, request.schema, load_migrations())
     if request.force:
         _empty(conn, request.schema)
-    projection = Projection(request.schema, request.checkpoint_name)
+    projection = request.projection(request.schema, request.checkpoint_name)
     restored = 0
     if request.snapshot is not None:
         restored = restore_rows(conn, request.schema, request.snapshot)
@@ -290,6 +295,7 @@ def _write_manifest(
                     "restoredRows": summary.restored_rows,
                     "haltedAt": halted.commit_position if halted else None,
                     "haltReason": halted.reason if halted else None,
+                    "projection": qualified_name(request.projection),
                 }
             ).decode(),
         ),

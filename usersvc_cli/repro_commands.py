@@ -1,5 +1,6 @@
 """`usersvc replay`, `usersvc export` and `usersvc snapshot`: reproduce a production bug locally;
-`usersvc events check`: can this version read the stored events."""
+`usersvc events check`: can this version read the stored events. `usersvc bisect`, `diff` and
+`bundle cat` are in `usersvc_cli.bug_commands`."""
 
 from __future__ import annotations
 
@@ -50,10 +51,8 @@ def _position(value: str) -> int:
     return number
 
 
-def _add_range(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--from-position", type=_position, metavar="P", help="start strictly after P"
-    )
+def add_range(parser: argparse.ArgumentParser, from_help: str = "start strictly after P") -> None:
+    parser.add_argument("--from-position", type=_position, metavar="P", help=from_help)
     until = parser.add_mutually_exclusive_group()
     until.add_argument("--until", type=_time, metavar="TIME", help="ISO-8601 time with zone")
     until.add_argument("--until-position", type=_position, metavar="P")
@@ -73,7 +72,7 @@ def register(commands: Any) -> None:
     )
     replay.add_argument("--target-database-url", required=True)
     replay.add_argument("--schema", help="target schema (default: DATABASE_SCHEMA)")
-    _add_range(replay)
+    add_range(replay)
     source = replay.add_mutually_exclusive_group()
     source.add_argument("--source-esdb", metavar="URL", help="default: ESDB_CONNECTION_STRING")
     source.add_argument("--from-bundle", type=Path, metavar="FILE")
@@ -84,6 +83,12 @@ def register(commands: Any) -> None:
         help="restore this snapshot, then replay what came after it",
     )
     replay.add_argument("--force", action="store_true", help="replace data in the target")
+    replay.add_argument(
+        "--projection",
+        metavar="MODULE:CLASS",
+        help="replay with this projection (a subclass of worker.projection.Projection, e.g. a"
+        " fix under test; MODULE may be a path/to/file.py), then compare with usersvc diff",
+    )
     replay.set_defaults(run=_replay)
 
     export = commands.add_parser(
@@ -93,12 +98,20 @@ def register(commands: Any) -> None:
     )
     export.add_argument("--output", type=Path, required=True)
     export.add_argument("--source-esdb", metavar="URL", help="default: ESDB_CONNECTION_STRING")
-    _add_range(export)
+    add_range(export)
     export.add_argument(
         "--redact",
         default="",
         metavar="FIELDS",
-        help="comma-separated JSON data fields to replace, e.g. fullName",
+        help="comma-separated JSON data fields to pseudonymize, e.g. fullName,username"
+        " (username also renames its streams)",
+    )
+    export.add_argument(
+        "--redact-key-file",
+        type=Path,
+        metavar="FILE",
+        help="the secret key of the pseudonyms (HMAC-SHA-256): the same key gives the same"
+        " tokens in every export; default: a key generated for this export and forgotten",
     )
     export.set_defaults(run=_export)
 
@@ -125,8 +138,25 @@ def register(commands: Any) -> None:
     check_source.add_argument("--from-bundle", type=Path, metavar="FILE")
     check.set_defaults(run=_events_check, stream_prefix=STREAM_PREFIX)
 
+    from usersvc_cli.bug_commands import register as register_bug_commands
 
-def _cutoff(args: argparse.Namespace) -> Any:
+    register_bug_commands(commands)
+
+
+def projection_class(spec: str | None, command: str) -> Any:
+    """The projection class `spec` names (the worker's when None), or `Refused`."""
+    from repro.loading import LoadError, load_projection
+    from worker.projection import Projection
+
+    if spec is None:
+        return Projection
+    try:
+        return load_projection(spec)
+    except LoadError as exc:
+        raise Refused(f"{command} refused: --projection: {exc}") from None
+
+
+def cutoff_of(args: argparse.Namespace) -> Any:
     from repro.cutoff import ToEnd, UntilEventId, UntilPosition, UntilTime
 
     if args.until is not None:
@@ -138,7 +168,7 @@ def _cutoff(args: argparse.Namespace) -> Any:
     return ToEnd()
 
 
-def _source(args: argparse.Namespace, settings: Settings) -> Any:
+def source_of(args: argparse.Namespace, settings: Settings) -> Any:
     from repro.history import BundleSource, EsdbSource
 
     if getattr(args, "from_bundle", None) is not None:
@@ -155,8 +185,9 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from usersvc_cli.database import check_postgres_url
 
     check_postgres_url(args.target_database_url, "--target-database-url")
+    projection = projection_class(args.projection, "replay")
     try:
-        source = _source(args, settings)
+        source = source_of(args, settings)
         try:
             summary = replay(
                 source,
@@ -164,10 +195,11 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
                     target_url=args.target_database_url,
                     schema=args.schema or settings.database_schema,
                     checkpoint_name=settings.worker_name,
-                    cutoff=_cutoff(args),
+                    cutoff=cutoff_of(args),
                     from_position=args.from_position,
                     snapshot=args.from_snapshot,
                     force=args.force,
+                    projection=projection,
                 ),
             )
         finally:
@@ -184,20 +216,24 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     from repro.cutoff import ReplayError
-    from repro.export import check_output, export
+    from repro.export import check_output, export, read_key
     from repro.history import SourceUnavailable
 
     fields = [f.strip() for f in args.redact.split(",") if f.strip()]
+    if args.redact_key_file is not None and not fields:
+        raise Refused("export refused: --redact-key-file needs --redact FIELDS")
     try:
+        key = None if args.redact_key_file is None else read_key(args.redact_key_file)
         check_output(args.output)
-        source = _source(args, settings)
+        source = source_of(args, settings)
         try:
             result = export(
                 source,
                 args.output,
-                cutoff=_cutoff(args),
+                cutoff=cutoff_of(args),
                 from_position=args.from_position,
                 redact_fields=fields,
+                redact_key=key,
             )
         finally:
             source.close()
@@ -215,7 +251,7 @@ def _events_check(args: argparse.Namespace, settings: Settings) -> int:
     from repro.history import SourceUnavailable
 
     try:
-        source = _source(args, settings)
+        source = source_of(args, settings)
         try:
             summary = check_events(source)
         finally:
