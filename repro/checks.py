@@ -52,7 +52,7 @@ class SqlCheck:
     query: str
 
     def describe(self) -> str:
-        return f"SQL {self.query!r} (wrong when it returns rows)"
+        return f"{self.query} (SQL: wrong when it returns rows)"
 
     def run(self, conn: psycopg.Connection[Any]) -> Verdict:
         with conn.cursor() as cur:
@@ -71,7 +71,7 @@ class FunctionCheck:
     name: str
 
     def describe(self) -> str:
-        return f"{self.name}(conn) (wrong when it returns True)"
+        return f"{self.name} (a function: wrong when it returns True)"
 
     def run(self, conn: psycopg.Connection[Any]) -> Verdict:
         answer = self.function(conn)

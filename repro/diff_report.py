@@ -3,7 +3,6 @@ object, and the summary."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from repro.diff import COMPARED, Difference, Row, Side, Summary
@@ -101,12 +100,8 @@ def _row_json(row: Row | None) -> dict[str, Any] | None:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
     return value if isinstance(value, str | int) else str(value)
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
     return repr(value) if isinstance(value, str) else str(value)

@@ -16,6 +16,9 @@ from typing import Any
 
 from worker.projection import Projection
 
+# The name of a module loaded from a file starts with this.
+_FROM_FILE = "_usersvc_loaded_"
+
 
 class LoadError(ValueError):
     """The named code cannot be loaded, or is not what was asked for."""
@@ -47,8 +50,13 @@ def load_projection(spec: str) -> type[Projection]:
 
 
 def qualified_name(value: Any) -> str:
-    """`module:name` of a class or function, as it would be named on the command line."""
-    return f"{value.__module__}:{value.__qualname__}"
+    """`module:name` of a class or function, as it would be named on the command line (the
+    file's path for code loaded from a file)."""
+    module = sys.modules.get(value.__module__)
+    where = value.__module__
+    if where.startswith(_FROM_FILE) and module is not None and module.__file__:
+        where = module.__file__
+    return f"{where}:{value.__qualname__}"
 
 
 def _module(name: str) -> Any:
@@ -56,7 +64,7 @@ def _module(name: str) -> Any:
         path = Path(name)
         if not path.is_file():
             raise LoadError(f"{name} is not a file")
-        module_name = f"_usersvc_loaded_{path.stem}"
+        module_name = _FROM_FILE + path.stem
         loaded = sys.modules.get(module_name)
         if loaded is not None and getattr(loaded, "__file__", None) == str(path.resolve()):
             return loaded

@@ -133,7 +133,7 @@ def _bisect(args: argparse.Namespace, settings: Settings) -> int:
     from repro.checks import Check, CheckError, SqlCheck, load_check
     from repro.cutoff import ReplayError
     from repro.history import SourceUnavailable
-    from repro.loading import LoadError
+    from repro.loading import LoadError, qualified_name
     from usersvc_cli.database import check_postgres
 
     check: Check
@@ -148,8 +148,8 @@ def _bisect(args: argparse.Namespace, settings: Settings) -> int:
         source = source_of(args, settings)
         try:
             sys.stdout.write(
-                f"bisect of {source.label} with the check {check.describe()}"
-                f" and the projection {projection.__module__}:{projection.__qualname__}\n"
+                f"bisect of {source.label}\n  check:      {check.describe()}\n"
+                f"  projection: {args.projection or qualified_name(projection)}\n"
             )
             sys.stdout.flush()
             outcome = bisect(

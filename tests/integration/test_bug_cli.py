@@ -78,6 +78,12 @@ def test_bisect_prints_the_event_and_the_check_before_and_after(
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout.splitlines()
+    assert out[:3] == [
+        f"bisect of bundle {bundle.name}",
+        f"  check:      {planted.EMPTY_NAMES} (SQL: wrong when it returns rows)",
+        f"  projection: {PLANTED_FILE}:EmptiesCommaNames",
+    ]
+    out = out[2:]
     assert out[1] == f"bisect: the check first fails after event {VICTIM_AT + 1:,} of the range:"
     assert out[2:8] == [
         f"  position:  {victim.commit_position}",
