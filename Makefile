@@ -31,7 +31,7 @@ test: $(BIN)/usersvc lint
 
 # Each benchmark prints its figures and its ratio against a baseline measured in the same run.
 bench: $(BIN)/usersvc
-	for b in emulator_bench worker_bench service_bench replay_bench; do \
+	for b in emulator_bench worker_bench service_bench replay_bench bisect_bench; do \
 		$(BIN)/python -m benchmarks.$$b || exit 1; done
 
 # Pins for every supported Python (3.11-3.13) in one file each: requirements-dev.lock for
