@@ -115,16 +115,14 @@ def decoded(event: StoredEvent) -> str:
 
 
 def _rule(found: Found) -> str:
+    end = "the end of the range" if found.halted is None else "the last state the projection built"
     match found.rule:
         case RuleHeld(0, until):
-            return (
-                f"rule ({RULE}): held: the check still fails at the end of the range"
-                f" (position {until})"
-            )
+            return f"rule ({RULE}): held: the check still fails at {end} (position {until})"
         case RuleHeld(checked, until):
             return (
                 f"rule ({RULE}): held: the check failed at each of the {checked} batch"
-                f" boundaries after it, the last being the end of the range (position {until})"
+                f" boundaries after it, the last being {end} (position {until})"
             )
         case RuleBroken(position, _):
             return (

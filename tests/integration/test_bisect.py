@@ -321,3 +321,24 @@ def source_last(path: Path) -> int:
     from repro.bundle import read_trailer
 
     return int(read_trailer(path)["lastPosition"])
+
+
+def test_a_projection_that_halts_after_the_culprit_ends_the_rule_check_there(
+    pg_url: str, tmp_path: Path
+) -> None:
+    events = generated(3_000, victim=1_000)
+    events[2_500] = dataclasses.replace(events[2_500], data=b"{}")
+    outcome = run(
+        bundle_of(tmp_path / "halts-later.bundle", events),
+        pg_url,
+        SqlCheck(EMPTY_NAMES),
+        batch_size=500,
+    )
+    assert isinstance(outcome, Found)
+    assert outcome.culprit.event == events[1_000]
+    assert outcome.halted is not None
+    assert outcome.halted.commit_position == events[2_500].commit_position
+    assert outcome.rule == RuleHeld(checked=2, until=events[2_499].commit_position)
+    lines = report(outcome)
+    assert any("the last state the projection built" in line for line in lines)
+    assert any(line.startswith("later in the range the projection halts") for line in lines)
