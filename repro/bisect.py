@@ -43,6 +43,7 @@ from repro.checks import Check, Verdict, verdict
 from repro.cutoff import Cutoff, ReplayError, ToEnd, UntilPosition, take
 from repro.history import EventSource, SourceUnavailable
 from repro.progress import Progress
+from repro.replay import fewer_collections
 from usersvc.events import username_from_stream
 from usersvc.readmodel import ReadModel
 from usersvc.records import StoredEvent
@@ -175,7 +176,7 @@ def bisect(source: EventSource, request: BisectRequest) -> Outcome:
     with conn, Progress("bisect", span=span) as bar:
         started = time.monotonic()
         try:
-            with conn.transaction(force_rollback=True):
+            with conn.transaction(force_rollback=True), fewer_collections():
                 search = _Search(conn, request, schema, bar)
                 outcome = search.run(source)
         except SourceFailed as exc:
@@ -253,7 +254,7 @@ class _Search:
             return FailsAtStart(start, after, self.cost)
         self.good = start
         halted = self._forward(take(source.events(after), request.cutoff, after=after))
-        if self.stop.is_set() or halted is not None:
+        if self.stop.is_set() or halted is not None or not isinstance(request.cutoff, ToEnd):
             source.check_integrity()  # what was not read is checked all the same
         source.check_forgotten()
         if self.culprit is None:

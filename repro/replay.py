@@ -110,7 +110,7 @@ def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
         Progress("replay", span=span) as bar,
     ):
         try:
-            with conn.transaction(), _fewer_collections():
+            with conn.transaction(), fewer_collections():
                 summary, halted = _build(conn, source, request, after, bar)
         except SourceFailed as exc:
             cause = exc.__cause__
@@ -126,7 +126,7 @@ def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
 
 
 @contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
+def fewer_collections() -> Iterator[None]:
     """A replay makes millions of short-lived objects and keeps none: the cyclic garbage
     collector, at its default thresholds, spent about a quarter of a bundle replay's CPU walking
     them. Collect rarely while it runs (and never in what existed before), then restore."""
