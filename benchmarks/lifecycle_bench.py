@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 import httpx
 from esdbclient import EventStoreDBClient, NewEvent, RecordedEvent
 
-from benchmarks.support import free_port, postgres
+from benchmarks.support import free_port, percentile, postgres, wait_http
 from service.aggregate import load
 from usersvc.events import (
     FullNameChanged,
@@ -48,25 +47,8 @@ from usersvc.tokens import ADMIN_SCOPE, ensure_private_key, mint
 from worker.migrator import migrate
 
 
-def _wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} never answered")
-
-
-def _percentile(samples: list[float], q: int) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
-
-
 def _line(label: str, rate: float | None, latencies: list[float]) -> str:
-    p50, p99 = _percentile(latencies, 50) * 1000, _percentile(latencies, 99) * 1000
+    p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
     rps = f"{rate:,.0f} req/s, " if rate is not None else ""
     return f"{label}: {rps}p50 {p50:.2f} ms, p99 {p99:.2f} ms\n"
 
@@ -161,7 +143,7 @@ def main() -> int:
                 processes.append(
                     subprocess.Popen([sys.executable, "-m", "usersvc_cli.main", *command], env=env)
                 )
-            _wait_http(f"{base}/health", processes[1])
+            wait_http(f"{base}/health", processes[1])
             esdb = EventStoreDBClient(esdb_url)
             http = httpx.Client(base_url=base, timeout=10, headers=admin)
             prefix = uuid.uuid4().hex[:8]

@@ -36,7 +36,7 @@ from pathlib import Path
 import orjson
 import psycopg
 
-from benchmarks.support import free_port, postgres
+from benchmarks.support import free_port, percentile, postgres
 from worker.migrator import migrate
 
 VARIANTS = {
@@ -142,10 +142,6 @@ def _get(names: list[str]) -> Request:
         assert response.status == 200, response.status
 
     return get
-
-
-def _percentile(samples: list[float], q: int) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
 
 
 def _wait_http(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -284,8 +280,8 @@ def _report(
             f"(rounds {', '.join(f'{r:,.0f}' for r in f.post_rates)} req/s); "
             f"GET {median(f.get_rates):,.0f} req/s, {median(f.get_cpu) * 1e6:,.0f} us CPU/request "
             f"(rounds {', '.join(f'{r:,.0f}' for r in f.get_rates)} req/s); "
-            f"GET unloaded p50 {_percentile(f.unloaded, 50) * 1000:.2f} ms, "
-            f"p99 {_percentile(f.unloaded, 99) * 1000:.2f} ms\n"
+            f"GET unloaded p50 {percentile(f.unloaded, 50) * 1000:.2f} ms, "
+            f"p99 {percentile(f.unloaded, 99) * 1000:.2f} ms\n"
         )
     without = figures["without"]
     out("cost against 'without' (medians of the rounds; target at most 10%):\n")
@@ -297,7 +293,7 @@ def _report(
             f", GET {1 - median(f.get_rates) / median(without.get_rates):+.1%}; service CPU per "
             f"request POST {median(f.post_cpu) / median(without.post_cpu) - 1:+.1%}, "
             f"GET {median(f.get_cpu) / median(without.get_cpu) - 1:+.1%}; "
-            f"GET p99 unloaded {_percentile(f.unloaded, 99) * 1000:.2f} ms (target: at most 5 ms)\n"
+            f"GET p99 unloaded {percentile(f.unloaded, 99) * 1000:.2f} ms (target: at most 5 ms)\n"
         )
 
 

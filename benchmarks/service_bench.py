@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,25 +28,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from benchmarks.support import free_port, postgres
+from benchmarks.support import free_port, percentile, postgres, wait_http
 from worker.migrator import migrate
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} never answered")
-
-
-def _percentile(samples: list[float], q: float) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[int(q) - 1]
 
 
 def _run(
@@ -72,7 +54,7 @@ def _run(
 
 
 def _line(label: str, rate: float | None, latencies: list[float]) -> str:
-    p50, p99 = _percentile(latencies, 50) * 1000, _percentile(latencies, 99) * 1000
+    p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
     rps = f"{rate:,.0f} req/s, " if rate is not None else ""
     return f"{label}: {rps}p50 {p50:.2f} ms, p99 {p99:.2f} ms\n"
 
@@ -107,7 +89,7 @@ def main() -> int:
                 processes.append(
                     subprocess.Popen([sys.executable, "-m", "usersvc_cli.main", *command], env=env)
                 )
-            _wait_http(f"{base}/health", processes[1])
+            wait_http(f"{base}/health", processes[1])
             prefix = uuid.uuid4().hex[:8]
             positions: list[int] = []
 
@@ -164,7 +146,7 @@ def main() -> int:
             )
             out(
                 f"GET vs baseline: {rate / base_rate:.2f}x the throughput, p99 unloaded "
-                f"{_percentile(get_unloaded, 99) / _percentile(base_unloaded, 99):.2f}x\n"
+                f"{percentile(get_unloaded, 99) / percentile(base_unloaded, 99):.2f}x\n"
             )
         finally:
             for process in processes:

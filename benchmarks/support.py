@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import httpx
 
 from repro.bundle import write_bundle
 from repro.history import EsdbSource, SourceUnavailable
@@ -159,3 +162,21 @@ def emulator_process(bundle: Path | None = None) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(30)
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Set-up, not measured: wait until a freshly started server answers `url`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} never answered")
+
+
+def percentile(samples: list[float], q: float) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[int(q) - 1]
