@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-import psycopg
 
 from benchmarks.support import free_port, percentile, postgres
+from tests.fixtures.waiting import wait_for_checkpoint
+from usersvc.settings import Settings
 from worker.migrator import migrate
 
 VARIANTS = {
@@ -75,6 +76,10 @@ class Figures:
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
+
+
+# Setup between phases (not measured) waits for the checkpoint of the default worker name.
+DEFAULT_WORKER: str = Settings.model_fields["worker_name"].default
 
 
 def _cpu_seconds(master: int) -> float:
@@ -160,20 +165,6 @@ def _wait_http(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"port {port} never answered")
 
 
-def _wait_for_projection(database_url: str, schema: str, position: int) -> None:
-    """Set-up between phases, not measured: the worker has projected every POST."""
-    deadline = time.monotonic() + 120
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                f'SELECT commit_position FROM "{schema}".checkpoint LIMIT 1'
-            ).fetchone()
-            if row and row[0] >= position:
-                return
-            time.sleep(0.05)
-    raise RuntimeError("the worker did not catch up")
-
-
 def _head(port: int) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/readyz")
@@ -244,7 +235,7 @@ def main() -> int:
                     figures[name].post_rates.append(rate)
                     figures[name].post_cpu.append(cpu)
                     names.extend(f"{prefix}-{i}" for i in range(0, args.posts, 7))
-                _wait_for_projection(database_url, schema, _head(ports["with"]))
+                wait_for_checkpoint(database_url, schema, DEFAULT_WORKER, _head(ports["with"]))
                 for name in order:
                     rate, cpu = _measured(
                         masters[name], ports[name], args.clients, args.gets, _get(names)

@@ -26,10 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psycopg
 
 from benchmarks.support import free_port, percentile, postgres, wait_http
+from tests.fixtures.waiting import wait_for_checkpoint
+from usersvc.settings import Settings
 from worker.migrator import migrate
+
+# Setup between phases (not measured) waits for the checkpoint of the default worker name.
+DEFAULT_WORKER: str = Settings.model_fields["worker_name"].default
 
 
 def _run(
@@ -108,7 +112,7 @@ def main() -> int:
                     latencies,
                 )
             )
-            _wait_for_projection(database_url, schema, max(positions))
+            wait_for_checkpoint(database_url, schema, DEFAULT_WORKER, max(positions))
 
             def get(http: httpx.Client, i: int) -> None:
                 response = http.get(f"/users/{prefix}-{i % args.posts}")
@@ -154,20 +158,6 @@ def main() -> int:
             for process in processes:
                 process.wait(30)
     return 0
-
-
-def _wait_for_projection(database_url: str, schema: str, position: int) -> None:
-    """Setup between phases, not measured: the worker has projected every POST."""
-    deadline = time.monotonic() + 120
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                f'SELECT commit_position FROM "{schema}".checkpoint LIMIT 1'
-            ).fetchone()
-            if row and row[0] >= position:
-                return
-            time.sleep(0.05)
-    raise RuntimeError("the worker did not catch up")
 
 
 if __name__ == "__main__":

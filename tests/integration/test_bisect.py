@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from esdb_emulator import EmbeddedServer
@@ -34,7 +33,7 @@ from repro.checks import Check, CheckError, SqlCheck, Verdict, load_check
 from repro.cutoff import ReplayError, UntilPosition
 from repro.history import BundleSource, EsdbSource
 from tests.fixtures.generated_history import VICTIM, generated
-from tests.fixtures.planted import EMPTY_NAMES, EmptiesCommaNames
+from tests.fixtures.planted import EMPTY_NAMES, EmptiesCommaNames, leftovers
 from usersvc.records import StoredEvent
 from usersvc_cli.emulator_command import import_events
 
@@ -57,15 +56,6 @@ def run(source: BundleSource | EsdbSource, pg_url: str, check: Check, **options:
         **options,  # type: ignore[arg-type]
     )
     return bisect(source, request)
-
-
-def leftovers(pg_url: str) -> list[str]:
-    with psycopg.connect(pg_url) as conn:
-        rows = conn.execute(
-            "SELECT schema_name FROM information_schema.schemata"
-            " WHERE schema_name LIKE 'usersvc\\_bisect\\_%'"
-        ).fetchall()
-    return [str(row[0]) for row in rows]
 
 
 @pytest.fixture(scope="module")

@@ -33,15 +33,6 @@ def usersvc(*argv: str) -> int:
     return run_command(build_parser().parse_args(list(argv)), load_settings())
 
 
-def leftovers(pg_url: str) -> list[str]:
-    with psycopg.connect(pg_url) as conn:
-        rows = conn.execute(
-            "SELECT schema_name FROM information_schema.schemata"
-            " WHERE schema_name LIKE 'usersvc\\_bisect\\_%'"
-        ).fetchall()
-    return [str(row[0]) for row in rows]
-
-
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[StoredEvent]]:
     events = generated(COUNT, victim=VICTIM_AT)
@@ -113,7 +104,7 @@ def test_bisect_prints_the_event_and_the_check_before_and_after(
         f" {PLANTED_FILE}:EmptiesCommaNames --until-position {victim.commit_position}"
         " --target-database-url URL"
     )
-    assert leftovers(pg_url) == []
+    assert planted.leftovers(pg_url) == []
 
 
 def test_bisect_with_a_check_that_never_fails_exits_1(
@@ -146,7 +137,7 @@ def test_bisect_refuses_what_it_cannot_run(
     )
     missing = str(Path(bundle).with_name("missing.bundle"))
     assert usersvc("bisect", "--from-bundle", missing, "--check-sql", "SELECT 1") == 2
-    assert leftovers(pg_url) == []
+    assert planted.leftovers(pg_url) == []
 
 
 def test_an_interrupted_bisect_command_leaves_nothing_behind(
@@ -157,7 +148,7 @@ def test_an_interrupted_bisect_command_leaves_nothing_behind(
         usersvc("bisect", "--from-bundle", bundle, "--check", "tests.fixtures.planted:interrupts")
         == 128 + signal.SIGINT
     )
-    assert leftovers(pg_url) == []
+    assert planted.leftovers(pg_url) == []
 
 
 def test_replay_with_a_projection_names_it_in_the_manifest(
