@@ -116,11 +116,16 @@ def _metrics_folder(settings: Settings) -> Iterator[None]:
         return
     made = tempfile.mkdtemp(prefix="usersvc-metrics-")
     os.environ[MULTIPROC_ENV] = made
+    owner = os.getpid()
     try:
         yield
     finally:
-        del os.environ[MULTIPROC_ENV]
-        shutil.rmtree(made, ignore_errors=True)
+        # gunicorn's workers are forks of this process and leave through sys.exit(), which
+        # unwinds this same block in each of them: only the arbiter may remove the folder, or a
+        # worker that exits first takes it from one that is still starting.
+        if os.getpid() == owner:
+            del os.environ[MULTIPROC_ENV]
+            shutil.rmtree(made, ignore_errors=True)
 
 
 class _Stop(Exception):

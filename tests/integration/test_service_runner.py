@@ -18,18 +18,19 @@ import pytest
 from psycopg import sql
 
 from service.app import close_app, create_app
-from tests.fixtures.processes import free_port, wait_for_http
+from tests.fixtures.processes import children_of, free_port, wait_for_any_exit, wait_for_http
 from usersvc.settings import Settings
 
 
 @pytest.fixture
 def start_serve(
     esdb_url: str, pg_url: str, schema: str, tmp_path: Path
-) -> Iterator[Callable[[bool], tuple[str, subprocess.Popen[bytes]]]]:
-    """Start `serve(load_settings(), debug=...)` in a child that exits with 100 + its result."""
+) -> Iterator[Callable[..., tuple[str, subprocess.Popen[bytes]]]]:
+    """Start `serve(load_settings(), debug=...)` in a child that exits with 100 + its result;
+    `extra` adds to its environment."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(debug: bool) -> tuple[str, subprocess.Popen[bytes]]:
+    def start(debug: bool, **extra: str) -> tuple[str, subprocess.Popen[bytes]]:
         port = free_port()
         env = {
             **os.environ,
@@ -39,6 +40,7 @@ def start_serve(
             "DATABASE_SCHEMA": schema,
             "HTTP_PORT": str(port),
             "LOG_LEVEL": "WARNING",
+            **extra,
         }
         code = (
             "import sys\n"
@@ -70,7 +72,7 @@ def start_serve(
     ids=["gunicorn SIGTERM", "gunicorn SIGINT", "debug SIGTERM", "debug SIGINT"],
 )
 def test_serve_answers_real_http_then_returns_0_on_a_stop_signal(
-    start_serve: Callable[[bool], tuple[str, subprocess.Popen[bytes]]],
+    start_serve: Callable[..., tuple[str, subprocess.Popen[bytes]]],
     unique: str,
     debug: bool,
     stop_signal: signal.Signals,
@@ -83,6 +85,23 @@ def test_serve_answers_real_http_then_returns_0_on_a_stop_signal(
     assert httpx.get(f"{base}/nope", timeout=5).json()["error"]["code"] == "not_found"
     process.send_signal(stop_signal)
     # serve() returned 0 (the child exits with 100 + its return value).
+    assert process.wait(30) == 100
+
+
+def test_a_gunicorn_worker_leaving_keeps_the_metrics_folder_of_the_others(
+    start_serve: Callable[..., tuple[str, subprocess.Popen[bytes]]],
+) -> None:
+    """Workers are forks of `serve()` and leave through sys.exit(): one leaving must not remove
+    the metrics folder the others (and any still starting) write to."""
+    base, process = start_serve(False, HTTP_WORKERS="2")
+    workers = children_of(process.pid)
+    assert workers, "gunicorn started no worker"
+    process.send_signal(signal.SIGTTOU)  # one worker fewer: gunicorn stops the oldest
+    wait_for_any_exit(workers, timeout=30)
+    assert httpx.get(f"{base}/livez", timeout=10).status_code == 200
+    scraped = httpx.get(f"{base}/metrics", timeout=10).text
+    assert 'route="/livez"' in scraped, "the remaining worker's samples are gone"
+    process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 100
 
 
@@ -129,7 +148,7 @@ def test_health_compares_the_checkpoint_with_the_head_of_all(
 
 
 def test_a_chunked_body_is_read_whole_and_refused_at_the_limit_under_gunicorn(
-    start_serve: Callable[[bool], tuple[str, subprocess.Popen[bytes]]], unique: str
+    start_serve: Callable[..., tuple[str, subprocess.Popen[bytes]]], unique: str
 ) -> None:
     base, _ = start_serve(False)
 
