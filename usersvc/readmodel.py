@@ -8,6 +8,9 @@ write them. Everything here is a name or a `psycopg.sql` composition for one sch
 - `checkpoint`: one row per projector name, the `$all` commit position of the last event applied,
   moved in the same transaction as the rows.
 - `replay_manifest`: what a replay built and from where.
+- `parked_stream`, `parked_event`: streams set aside at an event the projection cannot apply, and
+  their events from that one on; `skipped_event`: events an operator chose never to apply, with
+  who and why (see `worker.parking`).
 - Every transaction that moves a checkpoint sends `NOTIFY usersvc_checkpoint` with the payload
   `<schema>:<checkpoint name>:<commit position>`, so readers wait without polling.
 """
@@ -20,6 +23,9 @@ USER_TABLE = "user"
 CHECKPOINT_TABLE = "checkpoint"
 MANIFEST_TABLE = "replay_manifest"
 MIGRATIONS_TABLE = "schema_migrations"
+PARKED_STREAM_TABLE = "parked_stream"
+PARKED_EVENT_TABLE = "parked_event"
+SKIPPED_EVENT_TABLE = "skipped_event"
 # The read model's own columns, in the original's order; `id` is a serial of the database.
 USER_COLUMNS = ("username", "createdAt", "fullName", "eventId", "commitPosition", "revision")
 NOTIFY_CHANNEL = "usersvc_checkpoint"
@@ -43,6 +49,9 @@ class ReadModel:
         self.checkpoints = sql.Identifier(schema, CHECKPOINT_TABLE)
         self.manifest = sql.Identifier(schema, MANIFEST_TABLE)
         self.migrations = sql.Identifier(schema, MIGRATIONS_TABLE)
+        self.parked_streams = sql.Identifier(schema, PARKED_STREAM_TABLE)
+        self.parked_events = sql.Identifier(schema, PARKED_EVENT_TABLE)
+        self.skipped_events = sql.Identifier(schema, SKIPPED_EVENT_TABLE)
         self.user_columns = sql.SQL(", ").join(sql.Identifier(c) for c in USER_COLUMNS)
         # Parameters: username. Columns: id, username, createdAt, fullName, revision.
         self.select_user = sql.SQL(
@@ -59,4 +68,8 @@ class ReadModel:
             " commit_position = GREATEST(c.commit_position, EXCLUDED.commit_position),"
             " updated_at = now()"
         ).format(self.checkpoints)
+        # Parameters: projection (checkpoint) name. Columns: count.
+        self.count_parked = sql.SQL("SELECT count(*) FROM {} WHERE projection = %s").format(
+            self.parked_streams
+        )
         self.listen = sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL))

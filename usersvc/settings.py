@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     worker_batch_wait: float = Field(default=0.005, ge=0)
     worker_backoff_initial: float = Field(default=0.2, gt=0)
     worker_backoff_max: float = Field(default=10.0, gt=0)
+    # Poison events (see worker/parking.py): an event the projection cannot apply is tried this
+    # many times (with backoff) and then parked with the rest of its stream; above
+    # `worker_max_parked_streams` parked streams the worker halts instead. 0 turns parking off
+    # (the worker halts at the first such event).
+    worker_park_after_attempts: int = Field(default=3, ge=0, le=100)
+    worker_max_parked_streams: int = Field(default=100, ge=1)
 
     log_level: str = "INFO"
     # `text` (one line for people) or `json` (one JSON object a line, for log collectors).

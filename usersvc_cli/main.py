@@ -86,6 +86,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from usersvc_cli.parked_command import register as register_parked
     from usersvc_cli.repro_commands import register as register_repro
     from usersvc_cli.token_command import register as register_token
 
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(run=_dev)
 
     register_repro(commands)
+    register_parked(commands)
     register_token(commands)
     return parser
 

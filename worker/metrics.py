@@ -107,6 +107,17 @@ class WorkerMetrics:
             "it stands by or connects to PostgreSQL.",
             registry=registry,
         )
+        self.parked_events = Counter(
+            "usersvc_worker_events_parked",
+            "Events set aside behind a parked stream (the refused events included).",
+            registry=registry,
+        )
+        self.parked_streams = Gauge(
+            "usersvc_worker_parked_streams",
+            "Streams parked at an event the projection cannot apply (see `usersvc parked`), as "
+            "of the last batch.",
+            registry=registry,
+        )
         self._skipped_types: set[str] = set()
         # What the lag is measured from: the checkpoint this process committed, while it leads.
         self.position: int | None = None
@@ -123,6 +134,10 @@ class WorkerMetrics:
                 self.skipped.labels(self._skipped_label(event.type)).inc()
         if committed.events:
             self.batch_size.observe(committed.events)
+        if committed.parked:
+            self.parked_events.inc(committed.parked)
+        if committed.parked_streams is not None:
+            self.parked_streams.set(committed.parked_streams)
         if committed.position is not None:
             self.position = committed.position
             self.checkpoint.set(committed.position)

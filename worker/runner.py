@@ -1,7 +1,9 @@
 """The worker process's composition root: clients, signals, reconnects and the exit code.
 
 Exit codes: 0 after a requested stop (SIGTERM, SIGINT or the `stop` event), 1 when an event of a
-known type cannot be projected (the log names its position) or on an unexpected error. Lost
+known type cannot be projected and cannot be parked (parking off, or too many streams parked
+already: the log names its position) or on an unexpected error. An event that can be parked is
+retried with the same backoff first (`worker.parking`). Lost
 connections to EventStoreDB or PostgreSQL, and subscriptions that end or fail, are retried with
 bounded exponential backoff, each attempt logged, resuming from the stored checkpoint.
 """
@@ -24,6 +26,7 @@ from usersvc.settings import Settings
 from worker import subscription
 from worker.backoff import Backoff
 from worker.metrics import MeasuredProjection, MetricsServer, WorkerMetrics
+from worker.parking import Parking, ParkingPolicy
 from worker.pipeline import Committed, project
 from worker.projection import ProjectionError
 from worker.reader import SourceFailed
@@ -78,6 +81,17 @@ def run(settings: Settings, *, stop: threading.Event | None = None) -> int:
             server.close()
 
 
+def parking_of(settings: Settings) -> Parking | None:
+    """The worker's parking of poison events, or None when `worker_park_after_attempts` is 0."""
+    if settings.worker_park_after_attempts == 0:
+        return None
+    policy = ParkingPolicy(
+        attempts=settings.worker_park_after_attempts,
+        max_streams=settings.worker_max_parked_streams,
+    )
+    return Parking(settings.database_schema, settings.worker_name, policy)
+
+
 class _Worker:
     def __init__(
         self, settings: Settings, stop: threading.Event, metrics: WorkerMetrics | None = None
@@ -87,6 +101,7 @@ class _Worker:
         self.metrics = metrics
         self.backoff = Backoff(settings.worker_backoff_initial, settings.worker_backoff_max)
         self.projection = MeasuredProjection(settings.database_schema, settings.worker_name)
+        self.parking = parking_of(settings)
         self.progress = _ProgressLog()
         self.conn: psycopg.Connection[Any] | None = None
         self.client: EventStoreDBClient | None = None
@@ -107,8 +122,11 @@ class _Worker:
                         continue
                     self._project(conn)
                 except ProjectionError as exc:
-                    log.critical("stopping: %s", exc)
-                    return 1
+                    if self.parking is None or not self.parking.retrying(exc):
+                        log.critical("stopping: %s", exc)
+                        return 1
+                    # The refusal was logged with its attempt; try again from the checkpoint.
+                    self.stop.wait(self.backoff.next_delay())
                 except _PG_ERRORS as exc:
                     self._close_connection()
                     self._wait("PostgreSQL", exc)
@@ -193,6 +211,7 @@ class _Worker:
                 batch_wait=self.settings.worker_batch_wait,
                 stop=self.stop,
                 on_commit=self._committed,
+                parking=self.parking,
             )
         finally:
             reader.close()
