@@ -151,7 +151,7 @@ def test_the_worker_resumes_after_eventstoredb_restarts(
     ]
 
 
-def test_a_malformed_event_stops_the_worker_loudly_naming_its_position(
+def test_without_parking_a_malformed_event_stops_the_worker_loudly_naming_its_position(
     pg_url: str, schema: str, unique: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from esdb_emulator import EmbeddedServer
@@ -165,7 +165,9 @@ def test_a_malformed_event_stops_the_worker_loudly_naming_its_position(
                 events=[NewEvent(type=USER_CREATED, data=b'{"username": 42}')],
             )
             append_users(client, [f"mf-{unique}-c"])
-        code = run(settings_for(server.connection_string, pg_url, schema))
+        code = run(
+            settings_for(server.connection_string, pg_url, schema, worker_park_after_attempts=0)
+        )
     assert code == 1
     assert f"commit position {bad}" in caplog.text
     # The halting rule: what came before the bad event is committed, nothing after it is.
