@@ -1,5 +1,6 @@
 """`usersvc emulator`: the EventStoreDB emulator, plus `--import FILE` to load a usersvc bundle
-before serving.
+before serving; `usersvc emulator scavenge ...` and `usersvc emulator salvage ...` are the
+emulator's offline commands.
 
 The emulator knows nothing of usersvc; this composer reads the bundle (`repro.bundle`) and turns
 each `StoredEvent` into the emulator's `ImportedEvent`.
@@ -20,6 +21,7 @@ from usersvc.records import StoredEvent
 log = logging.getLogger("usersvc")
 
 JSON = "application/json"
+PROG = "usersvc emulator"
 
 
 def imported(event: StoredEvent) -> ImportedEvent:
@@ -49,7 +51,10 @@ def import_bundle(store: Store, path: Path) -> int:
 
 
 def run(argv: Sequence[str]) -> int:
-    parser = emulator_cli.build_parser(prog="usersvc emulator")
+    offline = emulator_cli.run_offline(argv, PROG, configure_logging)
+    if offline is not None:
+        return offline
+    parser = emulator_cli.build_parser(prog=PROG)
     parser.add_argument(
         "--import",
         dest="import_file",
@@ -63,7 +68,12 @@ def run(argv: Sequence[str]) -> int:
     if args.import_file is not None:
         # Before serving, so that no client can write in between.
         try:
-            count = import_bundle(server.open_store(), args.import_file)
+            store = server.open_store()
+        except OSError as exc:  # e.g. the data directory is in use, or its log is damaged
+            log.error("%s", exc)
+            return 1
+        try:
+            count = import_bundle(store, args.import_file)
         except (StoreError, ValueError, OSError) as exc:
             log.error("import of %s failed, nothing was imported: %s", args.import_file, exc)
             server.stop()

@@ -2,8 +2,9 @@
 
 Exit codes: 0 after a requested stop (SIGTERM, SIGINT or the `stop` event), 1 when an event of a
 known type cannot be projected and cannot be parked (parking off, or too many streams parked
-already: the log names its position) or on an unexpected error. An event that can be parked is
-retried with the same backoff first (`worker.parking`). Lost
+already: the log names its position), when the stored checkpoint is ahead of the head of `$all`
+(checked at every (re)connection: the store lost history), or on an unexpected error. An event
+that can be parked is retried with the same backoff first (`worker.parking`). Lost
 connections to EventStoreDB or PostgreSQL, and subscriptions that end or fail, are retried with
 bounded exponential backoff, each attempt logged, resuming from the stored checkpoint.
 """
@@ -121,6 +122,9 @@ class _Worker:
                     if not self._lead(conn):
                         continue
                     self._project(conn)
+                except subscription.HistoryLost as exc:
+                    log.critical("stopping: %s", exc)
+                    return 1
                 except ProjectionError as exc:
                     if self.parking is None or not self.parking.retrying(exc):
                         log.critical("stopping: %s", exc)
@@ -200,6 +204,7 @@ class _Worker:
         if self.client is None:
             self.client = EventStoreDBClient(self.settings.esdb_connection_string)
             log.debug("created the EventStoreDB client")
+        subscription.check_history(self.client, position, self.settings.esdb_timeout)
         batch_size = self.settings.worker_batch_size
         reader = subscription.subscribe(self.client, position, capacity=batch_size * 4)
         try:

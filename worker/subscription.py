@@ -38,6 +38,31 @@ class SourceError(RuntimeError):
     """A recorded event lacks something every event must have (a commit position)."""
 
 
+class HistoryLost(RuntimeError):
+    """The stored checkpoint is ahead of the head of `$all`: the store lost events the read
+    model already holds (or is another store). Projecting on would wait for positions that may
+    come back holding other events, so the worker stops."""
+
+
+def check_history(client: EventStoreDBClient, checkpoint: int | None, timeout: float) -> None:
+    """Raise `HistoryLost` when `checkpoint` lies beyond the last event of `$all`.
+
+    The head is read unfiltered, as the last position any checkpoint can have: a server never
+    checkpoints past the last event of `$all` (servers before 23.10 did; they are not
+    supported), and a scavenge never removes the last event of a stream.
+    """
+    if checkpoint is None:
+        return
+    head = client.get_commit_position(filter_exclude=[], timeout=timeout)
+    if head < checkpoint:
+        raise HistoryLost(
+            f"the stored checkpoint, commit position {checkpoint}, is ahead of the head of $all, "
+            f"commit position {head}: EventStoreDB has lost events this read model holds, or "
+            "is not the store it was built from. Refusing to project; restore EventStoreDB, "
+            "or rebuild the read model (docs/operations.md, Recovery)"
+        )
+
+
 def subscription_filter() -> dict[str, Any]:
     """The filter arguments shared by the live subscription and reads of `$all`."""
     return {

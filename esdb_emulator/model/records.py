@@ -7,12 +7,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
+
+import orjson
 
 MAX_REVISION = 2**63 - 1  # a tombstone's revision, and `$tb` of a soft-deleted stream
 FIRST_POSITION = 1024
 # Position gap per record beyond its size, so that positions look like the real log's offsets.
 RECORD_OVERHEAD = 64
+# Hidden from `$all`; a record here marks where positions jump (after a torn tail or a salvage).
+EPOCH_STREAM = "$epoch-information"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TICK = timedelta(microseconds=1)
 
@@ -80,6 +84,11 @@ class ImportedEvent:
             metadata=self.metadata,
             created=ticks(self.recorded_at),
         )
+
+
+def epoch_event(reason: str) -> Proposed:
+    """The event of an epoch record: why positions jump to it."""
+    return Proposed(uuid4(), EPOCH_STREAM, True, orjson.dumps({"reason": reason}), b"")
 
 
 def ticks(moment: datetime) -> int:

@@ -31,11 +31,13 @@ from esdb_emulator.model.errors import (
 )
 from esdb_emulator.model.ledger import Ledger
 from esdb_emulator.model.records import (
+    EPOCH_STREAM,
     MAX_REVISION,
     AppendResult,
     ImportedEvent,
     Proposed,
     Record,
+    epoch_event,
     new_records,
     ticks_now,
 )
@@ -45,7 +47,7 @@ from esdb_emulator.model.wal import LogRewrite, WriteAheadLog
 MAX_APPEND_SIZE = 1024 * 1024  # the real server's default MaxAppendSize
 IMPORT_FRAME = 10_000  # records per write-ahead log frame when importing
 REWRITE_FRAME = 10_000  # records per frame of the log a scavenge writes
-HIDDEN_FROM_ALL = "$epoch-information"
+HIDDEN_FROM_ALL = EPOCH_STREAM
 TOMBSTONE_TYPE = "$streamDeleted"
 
 
@@ -61,14 +63,22 @@ class Store:
         self._durable = 0
         self._durable_position = 0
         self._wal = WriteAheadLog(data_dir) if data_dir is not None else None
-        with self._lock:
+        try:
+            with self._lock:
+                if self._wal is not None:
+                    for transaction in self._wal.replay():
+                        self._ledger.publish(transaction)
+                    self._mark_durable(len(self._ledger))
+                fresh = not self._ledger.all
+                if self._wal is not None:
+                    self._resume_above_a_torn_tail()
+                if fresh:
+                    self._seed()
+            self._sync()
+        except BaseException:
             if self._wal is not None:
-                for transaction in self._wal.replay():
-                    self._ledger.publish(transaction)
-                self._mark_durable(len(self._ledger))
-            if not self._ledger.all:
-                self._seed()
-        self._sync()
+                self._wal.close()  # lets go of the directory; a log not replayed is untouched
+            raise
 
     def close(self) -> None:
         """Close the log (a running scavenge stops first, changing nothing)."""
@@ -310,6 +320,17 @@ class Store:
         self._commit(records)
         last = records[len(events) - 1]
         return AppendResult(last.revision, last.position)
+
+    def _resume_above_a_torn_tail(self) -> None:
+        """After a torn tail was cut, go on above every position the log may have handed out
+        (its reservation): the cut bytes may have held a frame once acknowledged and damaged
+        since, whose positions a reader may hold. An epoch record there keeps the mark."""
+        assert self._wal is not None
+        torn, reserved = self._wal.torn, self._wal.reserved
+        if torn is None or reserved is None or reserved <= self._ledger.last_position:
+            return
+        reason = f"a torn tail was cut at byte offset {torn.offset}"
+        self._commit(self._new_records(EPOCH_STREAM, None, [epoch_event(reason)], after=reserved))
 
     def _seed(self) -> None:
         """A fresh real node starts with system events; clients' tests rely on one being first."""

@@ -1,5 +1,6 @@
 """The emulator's commands: `python -m esdb_emulator` serves until SIGTERM and exits 0, and
-`usersvc emulator --import FILE` loads a usersvc bundle first (all of it, or nothing)."""
+refuses a damaged log in one line; `usersvc emulator --import FILE` loads a usersvc bundle first
+(all of it, or nothing); `scavenge` and `salvage` work on a stopped emulator's data."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from esdbclient import EventStoreDBClient, StreamState
 
 from esdb_emulator import Store
 from repro.bundle import write_bundle
+from tests.fixtures.damaged_logs import damage_frame, data_files, fill, tear_last_frame
 from tests.fixtures.esdb_events import events
 from tests.fixtures.processes import free_port, signal_other_thread, wait_for_line
 from usersvc.records import StoredEvent
@@ -182,3 +184,81 @@ def test_a_second_emulator_on_a_held_directory_exits_1(tmp_path: Path) -> None:
         )
     assert second.returncode == 1
     assert "in use by another emulator" in second.stderr
+
+
+COMMANDS = pytest.mark.parametrize(
+    "command", [EMULATOR, USERSVC_EMULATOR], ids=["esdb_emulator", "usersvc"]
+)
+
+
+@COMMANDS
+def test_a_damaged_log_stops_the_command_with_one_line_naming_the_file_and_offset(
+    tmp_path: Path, command: list[str]
+) -> None:
+    fill(tmp_path, 200)
+    damaged = damage_frame(tmp_path, 100)
+    refused = subprocess.run(
+        [*command, "--port", "0", "--data-dir", str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    (line,) = refused.stderr.splitlines()
+    assert "ERROR" in line
+    assert f"{tmp_path / 'events.log'} is damaged at byte offset {damaged.offset}" in line
+    assert "salvage" in line
+
+
+@COMMANDS
+def test_salvage_copies_every_whole_frame_into_a_new_directory_and_new_positions_go_above_all(
+    tmp_path: Path, command: list[str]
+) -> None:
+    source, target = tmp_path / "damaged", tmp_path / "salvaged"
+    positions = fill(source, 200)
+    with serving([*EMULATOR, "--data-dir", str(source)]) as client:
+        before = [(e.commit_position, e.stream_name, e.id) for e in client.read_all()]
+    damaged = damage_frame(source, 100)
+    torn = tear_last_frame(source)
+    files = data_files(source)
+    done = subprocess.run(
+        [*command, "salvage", "--from", str(source), "--to", str(target)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert data_files(source) == files
+    assert done.stdout.startswith(
+        # The new store's first event, and 200 appends, less two.
+        f"salvaged {source} into {target}: kept 199 frames (199 events), skipped 2 damaged "
+        "byte ranges, left out 0 events; new events go above commit position "
+    )
+    assert f"skipped bytes {damaged.offset} to {damaged.end} (" in done.stdout
+    lost = {r.position for r in damaged.records + torn.records}
+    with serving([*EMULATOR, "--data-dir", str(target)]) as client:
+        after = [(e.commit_position, e.stream_name, e.id) for e in client.read_all()]
+        position = client.append_to_stream(
+            "s-199", current_version=StreamState.NO_STREAM, events=events(1)
+        )
+    assert after == [e for e in before if e[0] not in lost]
+    assert position > positions[-1]
+
+
+def test_salvage_refuses_a_target_that_is_not_empty_and_writes_nothing(tmp_path: Path) -> None:
+    source, target = tmp_path / "damaged", tmp_path / "salvaged"
+    fill(source, 3)
+    target.mkdir()
+    (target / "keep").write_bytes(b"mine")
+    refused = subprocess.run(
+        [*EMULATOR, "salvage", "--from", str(source), "--to", str(target)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert "is not empty" in refused.stderr
+    assert data_files(target) == {"keep": b"mine"}

@@ -1,5 +1,5 @@
-"""The emulator itself: restart with the same data directory, torn tails, import of recorded
-events."""
+"""The emulator itself: restart with the same data directory, torn tails, damage before the tail,
+import of recorded events."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from esdbclient import EventStoreDBClient, StreamState
 
 from esdb_emulator import EmbeddedServer
 from esdb_emulator.model import BadRequest
+from esdb_emulator.model.wal import FILE_NAME, LOCK_NAME, LogDamaged
+from tests.fixtures.damaged_logs import damage_frame, data_files, fill, tear_last_frame
 from tests.fixtures.esdb_events import event, events, imported
 
 pytestmark = pytest.mark.emulator
@@ -65,6 +67,44 @@ def test_a_torn_tail_is_cut_and_earlier_appends_survive(tmp_path: Path) -> None:
         client = EventStoreDBClient(server.connection_string)
         assert client.append_to_stream("torn", current_version=1, events=event()) > before[-1][0]
         client.close()
+
+
+def test_a_torn_last_frame_is_cut_and_new_positions_go_above_it(tmp_path: Path) -> None:
+    positions = fill(tmp_path, 200)
+    server = EmbeddedServer(tmp_path)
+    with server:
+        before = snapshot(server.connection_string)
+    torn = tear_last_frame(tmp_path)
+    assert [r.position for r in torn.records] == positions[-1:]
+    with server:
+        assert snapshot(server.connection_string) == before[:-1]
+        client = EventStoreDBClient(server.connection_string)
+        try:
+            # The same size as the lost event: without a jump it would get the same position.
+            position = client.append_to_stream(
+                "s-199", current_version=StreamState.NO_STREAM, events=event(n=1200)
+            )
+        finally:
+            client.close()
+    assert position > positions[-1]
+
+
+def test_a_damaged_frame_before_the_tail_stops_the_start_naming_the_file_and_offset(
+    tmp_path: Path,
+) -> None:
+    fill(tmp_path, 200)
+    damaged = damage_frame(tmp_path, 100)
+    files = data_files(tmp_path)
+    server = EmbeddedServer(tmp_path)
+    for _ in range(2):  # a refused start lets go of the directory: the next one is refused alike
+        with pytest.raises(LogDamaged) as refused:
+            server.start()
+        assert refused.value.offset == damaged.offset
+        assert f"{tmp_path / FILE_NAME} is damaged at byte offset {damaged.offset}" in str(
+            refused.value
+        )
+    files.pop(LOCK_NAME)
+    assert {name: data for name, data in data_files(tmp_path).items() if name != LOCK_NAME} == files
 
 
 def test_imported_events_keep_their_positions_ids_and_times(

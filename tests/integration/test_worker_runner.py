@@ -17,9 +17,10 @@ import pytest
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from psycopg import sql
 
+from tests.fixtures.damaged_logs import drop_frames_after
 from tests.fixtures.history import append_users, projected
 from tests.fixtures.waiting import logged, read_checkpoint, wait_for_checkpoint
-from tests.fixtures.worker import WORKER, settings_for, worker_thread
+from tests.fixtures.worker import WORKER, exit_code_within, settings_for, worker_thread
 from usersvc.events import (
     USER_CREATED,
     stream_name,
@@ -174,6 +175,29 @@ def test_without_parking_a_malformed_event_stops_the_worker_loudly_naming_its_po
     assert [n for n, _ in projected(pg_url, schema, f"mf-{unique}-")] == [f"mf-{unique}-a"]
     with psycopg.connect(pg_url) as conn:
         assert read_checkpoint(conn, schema, WORKER) == good[-1]
+
+
+def test_a_checkpoint_ahead_of_the_head_of_all_stops_the_worker_naming_both_positions(
+    pg_url: str, schema: str, unique: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from esdb_emulator import EmbeddedServer
+
+    server = EmbeddedServer(data_dir=tmp_path)
+    with server:
+        settings = settings_for(server.connection_string, pg_url, schema)
+        with esdb_client(server.connection_string) as client:
+            positions = append_users(client, [f"hl-{unique}-{n}" for n in range(3)])
+        with worker_thread(settings):
+            wait_for_checkpoint(pg_url, schema, WORKER, positions[-1], timeout=30)
+    # EventStoreDB loses its last two events (the emulator before it refused damage did this).
+    drop_frames_after(tmp_path, -3)
+    with server:
+        code = exit_code_within(settings, timeout=30)
+    assert code == 1
+    assert (
+        f"the stored checkpoint, commit position {positions[-1]}, is ahead of the head of "
+        f"$all, commit position {positions[0]}"
+    ) in caplog.text
 
 
 def test_a_second_worker_stands_by_and_takes_over_when_the_first_stops(

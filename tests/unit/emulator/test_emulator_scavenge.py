@@ -32,6 +32,7 @@ from esdb_emulator.model.errors import ScavengeStopped
 from esdb_emulator.model.ledger import Ledger
 from esdb_emulator.model.scavenger import COMPLETED, LINK, SCAVENGES, STARTED, Scavenger
 from esdb_emulator.model.wal import REWRITE_NAME, DataDirectoryInUse, LogRewrite
+from tests.fixtures.damaged_logs import data_files
 from tests.fixtures.esdb_events import imported
 from tests.fixtures.scavenge_crash import POINTS
 
@@ -242,10 +243,6 @@ def test_a_stopped_scavenge_changes_nothing(store: Store) -> None:
 # -- on disk -----------------------------------------------------------------------------------
 
 
-def data_files(directory: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in directory.iterdir() if path.is_file()}
-
-
 def test_the_files_hold_no_byte_of_what_was_scavenged(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.append(
@@ -309,6 +306,33 @@ def test_a_scavenge_failing_on_disk_leaves_the_old_data_working(
     reopened = Store(tmp_path)
     try:
         assert everything(reopened)[:-1] == before
+    finally:
+        reopened.close()
+
+
+def test_when_the_directory_cannot_be_synced_after_the_rename_no_write_is_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A crash could still bring back the old log; an append acknowledged from the new one
+    # could then be lost. Until a restart, reads go on and writes are refused.
+    store = Store(tmp_path)
+    a_history(store)
+    before = everything(store)
+
+    def fail(directory: Path) -> None:
+        raise OSError("directory sync failed")
+
+    monkeypatch.setattr("esdb_emulator.model.wal.sync_directory", fail)
+    with pytest.raises(OSError, match="directory sync failed"):
+        store.scavenge()
+    monkeypatch.undo()
+    with pytest.raises(OSError, match="no write is accepted until the emulator restarts"):
+        store.append("after", NO_STREAM, [proposed()])
+    assert everything(store) == before
+    store.close()
+    reopened = Store(tmp_path)
+    try:
+        reopened.append("after", NO_STREAM, [proposed()])
     finally:
         reopened.close()
 

@@ -1,17 +1,28 @@
-"""The write-ahead log: frames round-trip, a torn or corrupt tail is cut off, preallocated zeros
-end the data, and `truncate` forgets what came after a mark."""
+"""The write-ahead log: frames round-trip, a torn or corrupt tail is cut off, damage before the
+tail is refused and changes nothing, preallocated zeros end the data, `truncate` forgets what
+came after a mark, and positions are reserved ahead of the frames."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from esdb_emulator.model import MAX_REVISION, Record
-from esdb_emulator.model.wal import FILE_NAME, WriteAheadLog
+from esdb_emulator.model.frames import Frame
+from esdb_emulator.model.wal import (
+    FILE_NAME,
+    RESERVE_STEP,
+    RESERVED_NAME,
+    LogDamaged,
+    WriteAheadLog,
+    read_reservation,
+)
+from tests.fixtures.damaged_logs import frames
 
 
 def record(position: int, revision: int = 0, stream: str = "s", **fields: object) -> Record:
@@ -120,3 +131,64 @@ def test_close_gives_back_the_preallocated_space(wal: WriteAheadLog, tmp_path: P
     size = wal.size
     wal.close()
     assert (tmp_path / FILE_NAME).stat().st_size == size
+
+
+def three_frames(wal: WriteAheadLog) -> list[list[Record]]:
+    written = [[record(1024)], [record(1100, 1)], [record(1200, 2)]]
+    for frame in written:
+        wal.write(frame)
+    wal.close()
+    return written
+
+
+def change(path: Path, offset: int, new: bytes) -> None:
+    with (path / FILE_NAME).open("r+b") as file:
+        file.seek(offset)
+        file.write(new)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda frame: (frame.offset + 20, b"\xff"), id="a byte of the payload"),
+        pytest.param(lambda frame: (frame.offset, bytes(12)), id="a zeroed header"),
+        pytest.param(lambda frame: (frame.offset + 4, b"\xff\xff\xff\x7f"), id="its length"),
+    ],
+)
+def test_a_damaged_frame_with_a_whole_frame_after_it_is_refused_and_nothing_changes(
+    wal: WriteAheadLog, tmp_path: Path, damage: Callable[[Frame], tuple[int, bytes]]
+) -> None:
+    three_frames(wal)
+    second = frames(tmp_path)[1]
+    change(tmp_path, *damage(second))
+    content = (tmp_path / FILE_NAME).read_bytes()
+    for _ in range(2):  # a refused log lets go of its directory: the next open is refused alike
+        with pytest.raises(LogDamaged, match=f"damaged at byte offset {second.offset} ") as refused:
+            reopened(tmp_path)
+        assert (refused.value.offset, refused.value.path) == (second.offset, tmp_path / FILE_NAME)
+    assert (tmp_path / FILE_NAME).read_bytes() == content
+
+
+def test_a_last_frame_cut_short_is_a_torn_tail(wal: WriteAheadLog, tmp_path: Path) -> None:
+    written = three_frames(wal)
+    last = frames(tmp_path)[-1]
+    os.truncate(tmp_path / FILE_NAME, last.end - 3)
+    assert reopened(tmp_path) == written[:-1]
+    assert (tmp_path / FILE_NAME).stat().st_size == last.offset
+
+
+def test_writing_reserves_positions_ahead_of_the_frames(wal: WriteAheadLog, tmp_path: Path) -> None:
+    wal.write([record(1024)])
+    assert read_reservation(tmp_path) == 1024 + RESERVE_STEP
+    wal.write([record(1024 + RESERVE_STEP)])
+    assert read_reservation(tmp_path) == 1024 + RESERVE_STEP
+    wal.write([record(1025 + RESERVE_STEP)])
+    assert read_reservation(tmp_path) == 1025 + 2 * RESERVE_STEP
+
+
+def test_an_unreadable_reservation_is_refused(wal: WriteAheadLog, tmp_path: Path) -> None:
+    wal.write([record(1024)])
+    wal.close()
+    (tmp_path / RESERVED_NAME).write_bytes(b"ESR1" + bytes(8))
+    with pytest.raises(LogDamaged, match=f"{RESERVED_NAME} is damaged"):
+        reopened(tmp_path)
