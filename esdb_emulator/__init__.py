@@ -3,9 +3,9 @@ unchanged (esdbclient, and clients that ask ServerFeatures first, such as the No
 
 For development, tests and bug reproduction where no EventStoreDB can run. It imports nothing of
 any application. `model` holds the data model (records, store, decisions, write-ahead log,
-scavenging; no gRPC), `rpc` the gRPC layer (servicers, wire conversion, the real server's
+scavenging, salvage; no gRPC), `rpc` the gRPC layer (servicers, wire conversion, the real server's
 statuses), `server` the server and `EmbeddedServer`, `cli` the `python -m esdb_emulator` command
-and its `scavenge` command.
+and its `scavenge` and `salvage` commands.
 """
 
 from esdb_emulator.model import ImportedEvent, Store

@@ -7,6 +7,10 @@ commit), so readers and subscriptions see a gap-free, ordered `$all`. Readers co
 the lock and do their work outside it, and walk `$all` by position (a cursor that a scavenge,
 which removes records, does not move).
 
+Opening a data directory replays its log (`wal.py`): a log damaged before its tail is refused
+(`LogDamaged`), and after a torn tail was cut new positions start above the log's reserved
+position, marked by an epoch record, so that no position is ever given to two events.
+
 `scavenge` removes what the rules of `scavenge.py` discard, from memory and from the log: it
 writes the new log beside the old one while appends go on, then, under the lock, adds what was
 appended meanwhile and puts the new log in place (see `wal.py` for why a crash leaves either).
