@@ -12,8 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.app import create_app
-from service.commands import event_id
 from service.errors import DatabaseUnavailable, EventStoreUnavailable, UsernameTaken
+from service.retries import event_id
 from service.users import Checkpoint, User
 from tests.fixtures.service_fakes import FakeUsers, MemoryStore
 from usersvc.events import UserCreated, decode_event
@@ -46,7 +46,10 @@ def users() -> FakeUsers:
 
 @pytest.fixture
 def app(store: FakeStore, users: FakeUsers) -> Flask:
-    return create_app(Settings(), event_store=store, users=users, verifier=None)
+    # No start-up grace: the projection's state is what the tests set up, from the first probe.
+    return create_app(
+        Settings(health_startup_grace=0), event_store=store, users=users, verifier=None
+    )
 
 
 @pytest.fixture
