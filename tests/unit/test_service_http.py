@@ -20,6 +20,7 @@ from usersvc.events import UserCreated, decode_event
 from usersvc.settings import Settings
 
 FakeStore = MemoryStore
+JSON = {"content_type": "application/json"}
 
 
 def calls(store: MemoryStore) -> list[tuple[UserCreated, str, bool]]:
@@ -156,6 +157,9 @@ INVALID: list[tuple[str, Any, set[str]]] = [
     ("username with space", {"username": "a b", "fullName": "A"}, {"username"}),
     ("username non-ascii", {"username": "zoë", "fullName": "A"}, {"username"}),
     ("username trailing newline", {"username": "abc\n", "fullName": "A"}, {"username"}),
+    ("username a dot", {"username": ".", "fullName": "A"}, {"username"}),
+    ("username two dots", {"username": "..", "fullName": "A"}, {"username"}),
+    ("username only dots", {"username": "." * 100, "fullName": "A"}, {"username"}),
     ("fullName empty", {"username": "a", "fullName": ""}, {"fullName"}),
     ("fullName blank", {"username": "a", "fullName": "  \t "}, {"fullName"}),
     ("fullName 101 chars", {"username": "a", "fullName": "f" * 101}, {"fullName"}),
@@ -210,6 +214,13 @@ def test_invalid_bodies_are_422_naming_each_field_and_reach_no_store(
             413,
             "payload_too_large",
         ),
+        (
+            {"data": b'{"username": "a", "fullName": "A", "fullName": "B"}', **JSON},
+            400,
+            "duplicate_key",
+        ),
+        ({"data": b'{"username": "a", "x": {"k": 1, "k": 2}}', **JSON}, 400, "duplicate_key"),
+        ({"data": b"[" * 1000 + b"]" * 1000, **JSON}, 400, "invalid_json"),
     ],
     ids=[
         "truncated",
@@ -220,6 +231,9 @@ def test_invalid_bodies_are_422_naming_each_field_and_reach_no_store(
         "plain json",
         "json with charset",
         "too large",
+        "a key twice",
+        "a key twice in a nested object",
+        "nested a thousand deep",
     ],
 )
 def test_body_framing_errors_have_stable_codes(

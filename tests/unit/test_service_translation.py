@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 import esdbclient.exceptions
 import grpc
@@ -30,6 +27,7 @@ from service.event_store import HEALTH_TIMEOUT, EventStore
 from service.store_errors import UNKNOWN_OUTCOME_MESSAGE, StreamConflict, translate
 from service.users import UserRepository
 from tests.fixtures.esdb_client_fake import FakeClient, RpcFailure, grpc_failure, store_with
+from tests.fixtures.service_fakes import FakePool
 
 NEW = NewEvent(type="user-created", data=b"{}", metadata=b"{}", content_type="application/json")
 CONFLICTS = (WrongCurrentVersion, StreamIsDeleted)
@@ -219,31 +217,6 @@ def test_close_closes_the_client_once_built() -> None:
     store.head_position()
     store.close()
     assert client.closed
-
-
-class FakePool:
-    def __init__(self, fail: Exception | None = None, row: tuple[Any, ...] | None = None) -> None:
-        self.fail = fail
-        self.row = row
-        self.queries: list[tuple[str, tuple[Any, ...]]] = []
-
-    @contextmanager
-    def connection(self, timeout: float | None = None) -> Iterator[Any]:
-        if self.fail is not None:
-            raise self.fail
-        pool = self
-
-        class Conn:
-            def execute(self, query: Any, params: tuple[Any, ...]) -> Any:
-                pool.queries.append((query.as_string(None), params))
-
-                class Cursor:
-                    def fetchone(self) -> tuple[Any, ...] | None:
-                        return pool.row
-
-                return Cursor()
-
-        yield Conn()
 
 
 @pytest.mark.parametrize(
