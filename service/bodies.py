@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 import orjson
 from flask import current_app, request
 from pydantic import BaseModel, ValidationError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from service import request_id
 from service.errors import (
@@ -93,6 +93,8 @@ def _raw() -> bytes:
     """
     try:
         data = request.get_data(cache=False)
+    except ClientDisconnected:
+        raise InvalidBody("the body ended before its declared end (cut short)") from None
     except HTTPException:
         raise
     except Exception as exc:  # the WSGI server's reader: its classes are its own

@@ -62,10 +62,11 @@ class Settings(BaseSettings):
     db_connect_timeout: int = Field(default=2, ge=1)
     db_statement_timeout: float = Field(default=2.0, gt=0)
     # EventStoreDB calls of requests in flight at once in one service process (default: half of
-    # HTTP_THREADS), and seconds a request waits for one to end before it answers 503: a hung
-    # EventStoreDB holds at most this many threads, the others keep serving reads.
+    # HTTP_THREADS), and seconds a request waits for one to end before it answers 503 (not at all
+    # once every call in flight has run over a second): a hung EventStoreDB holds at most this
+    # many threads, the others keep serving reads.
     esdb_concurrency: int | None = Field(default=None, ge=1)
-    esdb_queue_wait: float = Field(default=0.25, ge=0)
+    esdb_queue_wait: float = Field(default=2.0, ge=0)
     # Seconds after a `POST /users` during which the same body sent again without an
     # idempotency key is recognised as a retry (201 again) rather than refused (409); 0: never.
     create_retry_window: float = Field(default=300.0, ge=0)

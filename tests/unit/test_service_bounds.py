@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from esdbclient import NewEvent
 
-from service.concurrency import LimitedStore
+from service.concurrency import STALLED, LimitedStore
 from service.errors import EventStoreBusy
 from service.query_deadline import TICK, QueryDeadline
 from service.users import pool_settings
@@ -97,6 +97,18 @@ def test_the_pool_sends_statement_timeout_with_the_urls_own_options() -> None:
     }
 
 
+class SlowStore(MemoryStore):
+    """Appends take `seconds` each, as against a working but loaded EventStoreDB."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def append(self, stream: str, expected: int | None, event: NewEvent) -> int:
+        time.sleep(self.seconds)
+        return super().append(stream, expected, event)
+
+
 class HangingStore(MemoryStore):
     """Appends block until `release` is set, as against an EventStoreDB that hangs."""
 
@@ -109,6 +121,41 @@ class HangingStore(MemoryStore):
         self.entered.release()
         self.release.wait(10)
         return super().append(stream, expected, event)
+
+
+def test_a_burst_beyond_the_slots_queues_and_goes_through_while_calls_move() -> None:
+    store = LimitedStore(SlowStore(0.05), slots=1, wait=5.0)
+    results: list[int] = []
+    threads = [
+        threading.Thread(target=lambda n=n: results.append(store.append(f"s-{n}", None, NEW)))
+        for n in range(6)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(results) == 6
+
+
+def test_once_every_slot_is_stalled_a_call_answers_busy_at_once() -> None:
+    hanging = HangingStore()
+    store = LimitedStore(hanging, slots=1, wait=30.0)
+    stuck = threading.Thread(target=store.append, args=("s-0", None, NEW))
+    stuck.start()
+    try:
+        assert hanging.entered.acquire(timeout=5)
+        started = time.monotonic()
+        with pytest.raises(EventStoreBusy):
+            store.read("s-1")
+        # It waited only until the call in flight had run `STALLED` seconds, not 30 s.
+        assert time.monotonic() - started < STALLED + 2.0
+        started = time.monotonic()
+        with pytest.raises(EventStoreBusy):
+            store.read("s-1")
+        assert time.monotonic() - started < 0.5
+    finally:
+        hanging.release.set()
+        stuck.join(10)
 
 
 def test_calls_beyond_the_slots_wait_then_answer_busy_without_sending() -> None:
