@@ -334,6 +334,9 @@ def test_event_store_down_is_503_with_retry_after_then_recovers(
         health = client.get("/health")
         assert health.status_code == 503
         assert "event_store_unavailable" in health.json["problems"]  # type: ignore[index]
+        # gRPC's debug string names the address it failed to reach: the log's, not the answers'.
+        for answer in (down, health):
+            assert "127.0.0.1" not in answer.get_data(as_text=True)
         server.start()
         again = client.post("/users", json={"username": f"down-{unique}", "fullName": "B"})
         assert again.status_code == 201, again.data
@@ -349,6 +352,9 @@ def test_database_down_is_503_on_get(esdb_url: str, schema: str) -> None:
         assert response.status_code == 503
         assert response.headers["Retry-After"]
         assert response.json["error"]["code"] == "database_unavailable"  # type: ignore[index]
+        # libpq's message names the server and the user: the log's, not the answer's.
+        assert "127.0.0.1" not in response.get_data(as_text=True)
+        assert "nobody" not in response.get_data(as_text=True)
     finally:
         close_app(app)
 
