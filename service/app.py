@@ -61,40 +61,9 @@ def create_app(
     if event_store is None:
         event_store = EventStore(settings.esdb_connection_string, settings.esdb_timeout)
     if users is None:
-        conninfo = settings.require_database_url()
-        pool: ConnectionPool[Any] = ConnectionPool(
-            conninfo,
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
-            kwargs=pool_settings(
-                conninfo,
-                connect_timeout=settings.db_connect_timeout,
-                statement_timeout=settings.db_statement_timeout,
-            ),
-            open=False,
-            name="usersvc-read-model",
-        )
-        # Do not block start-up on PostgreSQL: requests answer 503 until it is reachable.
-        pool.open(wait=False)
-        # The server cancels a slow query itself; a server that does not answer at all is cut
-        # off a little later by the client.
-        deadline = QueryDeadline(settings.db_statement_timeout + QUERY_DEADLINE_SLACK)
-        users = UserRepository(
-            pool,
-            settings.database_schema,
-            pool_timeout=settings.db_pool_timeout,
-            deadline=deadline,
-        )
-        app.extensions["usersvc.pool"] = pool
-        app.extensions[QUERY_DEADLINE] = deadline
+        users, listener = _read_model(app, settings)
         if checkpoints is None:
-            checkpoints = freshness.CheckpointListener(
-                conninfo,
-                settings.database_schema,
-                settings.worker_name,
-                connect_timeout=settings.db_connect_timeout,
-                deadline=deadline,
-            )
+            checkpoints = listener
     if checkpoints is None:
         checkpoints = freshness.StoredCheckpoint(users.checkpoint, settings.worker_name)
     if verifier is _FROM_SETTINGS:
@@ -118,6 +87,45 @@ def create_app(
     docs.install(app, metrics=settings.metrics_enabled)
     register_error_handlers(app)
     return app
+
+
+def _read_model(
+    app: Flask, settings: Settings
+) -> tuple[UserRepository, freshness.CheckpointListener]:
+    """The read model's repository over a pool of bounded connections, and the listener that
+    follows the worker's checkpoint; the pool and the query deadline are kept in `app` for
+    `close_app`."""
+    conninfo = settings.require_database_url()
+    pool: ConnectionPool[Any] = ConnectionPool(
+        conninfo,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        kwargs=pool_settings(
+            conninfo,
+            connect_timeout=settings.db_connect_timeout,
+            statement_timeout=settings.db_statement_timeout,
+        ),
+        open=False,
+        name="usersvc-read-model",
+    )
+    # Do not block start-up on PostgreSQL: requests answer 503 until it is reachable.
+    pool.open(wait=False)
+    # The server cancels a slow query itself; one that does not answer at all is cut off a
+    # little later by the client.
+    deadline = QueryDeadline(settings.db_statement_timeout + QUERY_DEADLINE_SLACK)
+    app.extensions["usersvc.pool"] = pool
+    app.extensions[QUERY_DEADLINE] = deadline
+    users = UserRepository(
+        pool, settings.database_schema, pool_timeout=settings.db_pool_timeout, deadline=deadline
+    )
+    listener = freshness.CheckpointListener(
+        conninfo,
+        settings.database_schema,
+        settings.worker_name,
+        connect_timeout=settings.db_connect_timeout,
+        deadline=deadline,
+    )
+    return users, listener
 
 
 def close_app(app: Flask) -> None:
