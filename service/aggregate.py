@@ -126,10 +126,11 @@ def _decoded(username: str, record: RecordedEvent) -> StreamEvent:
     try:
         event = decode_event(record.type, record.data, record.metadata)
     except MalformedEvent as exc:
+        # Why goes to the log (the error's cause), as every 5xx's: the stored data's own words.
         raise EventUnreadable(
             f"event {record.stream_position} of {username!r} ({record.type}) cannot be read by "
-            f"this version of the service: {exc}"
-        ) from None
+            "this version of the service"
+        ) from exc
     try:
         version = schema_version_of(record.metadata)
     except MalformedEvent:

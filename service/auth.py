@@ -139,7 +139,8 @@ def authenticate(verifier: TokenVerifier, authorization: str | None) -> Caller:
     try:
         claims = verifier.claims(token)
     except jwt.PyJWKClientConnectionError as exc:
-        raise AuthUnavailable(f"the identity provider's keys cannot be fetched: {exc}") from None
+        # Its text names the URL and the socket error: for the log (the cause), not the client.
+        raise AuthUnavailable("the identity provider's keys cannot be fetched") from exc
     except jwt.PyJWTError as exc:
         raise Unauthenticated(_reason(exc)) from None
     subject = claims["sub"]

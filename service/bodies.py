@@ -1,8 +1,17 @@
 """Request bodies: media type, size, JSON or a form, and pydantic validation, each failure one
-JSON error."""
+JSON error.
+
+JSON is parsed by orjson (strict: UTF-8, no NaN, no lone surrogates), and an object that gives a
+key twice is refused (`400 duplicate_key`): parsers disagree on which of the two wins, so a
+gateway or a log that read the body could have seen another value than the one stored. A body
+the server cannot read as sent (a malformed chunked encoding, a connection cut short) is
+`400 malformed_body`.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Collection
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -10,9 +19,19 @@ from urllib.parse import parse_qsl
 import orjson
 from flask import current_app, request
 from pydantic import BaseModel, ValidationError
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
-from service.errors import InvalidForm, InvalidJson, UnsupportedMediaType, ValidationFailed
+from service import request_id
+from service.errors import (
+    DuplicateKey,
+    InvalidBody,
+    InvalidForm,
+    InvalidJson,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+log = logging.getLogger(__name__)
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -20,6 +39,8 @@ MERGE_PATCH = "application/merge-patch+json"
 FORM = "application/x-www-form-urlencoded"
 # More fields than any model has: the rest is refused before it is decoded.
 MAX_FORM_FIELDS = 20
+# Characters of a client's key shown back in an error.
+MAX_KEY_SHOWN = 100
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -28,10 +49,14 @@ def json_object(media_types: Collection[str] = (JSON,)) -> dict[str, Any]:
     """The request's body: a JSON object sent as one of `media_types`."""
     if request.mimetype not in media_types:
         raise UnsupportedMediaType(f"send the body as {' or '.join(media_types)}")
+    raw = _raw()
     try:
-        body = orjson.loads(_raw())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidJson(f"the body is not valid JSON: {exc}") from None
+        raise InvalidJson(
+            f"the body is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    _refuse_duplicate_keys(raw)
     if not isinstance(body, dict):
         raise ValidationFailed(
             "the body must be a JSON object", [{"field": "", "message": "expected an object"}]
@@ -66,11 +91,46 @@ def _raw() -> bytes:
 
     Werkzeug checks Content-Length up front but cuts a chunked body at the limit silently.
     """
-    data = request.get_data(cache=False)
+    try:
+        data = request.get_data(cache=False)
+    except ClientDisconnected:
+        raise InvalidBody("the body ended before its declared end (cut short)") from None
+    except HTTPException:
+        raise
+    except Exception as exc:  # the WSGI server's reader: its classes are its own
+        log.info(
+            "the body of request %s could not be read: %s: %s",
+            request_id.current(),
+            type(exc).__name__,
+            exc,
+        )
+        raise InvalidBody(
+            "the body could not be read as sent (a malformed chunked encoding, or cut short)"
+        ) from None
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is None and limit is not None and len(data) >= limit:
         raise RequestEntityTooLarge()
     return data
+
+
+def _refuse_duplicate_keys(raw: bytes) -> None:
+    """`DuplicateKey` when an object of the (valid) JSON document `raw` gives a key twice."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> None:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                shown = key[:MAX_KEY_SHOWN]
+                raise DuplicateKey(
+                    f"the key {shown!r} is given more than once in one object",
+                    [{"field": shown, "message": "give each key once"}],
+                )
+            seen.add(key)
+
+    try:
+        json.loads(raw, object_pairs_hook=unique)
+    except RecursionError:
+        raise InvalidJson("the body is nested too deeply") from None
 
 
 def _form() -> dict[str, Any]:

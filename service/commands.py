@@ -4,14 +4,19 @@ decides against the state, and appends expecting the revision it read (DESIGN §
 A change between the read and the append is a `StreamConflict` from the store; here it becomes
 412 (the state moved on) or 404 (the user is gone), never an overwrite. Each event carries its own
 id, and an append that timed out but was written is recognised by that id when the stream is read
-again after the conflict, so a retried request never reports its own success as a race.
+again after the conflict, so a retried request never reports its own success as a race (see
+`service.retries` for a registration sent again by the client).
+
+An append whose outcome is unknown (`AppendOutcomeUnknown`) is answered with what the client can
+do to find out safely, which differs by command.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -19,9 +24,16 @@ from typing import Protocol
 from esdbclient import NewEvent, RecordedEvent
 
 from service.aggregate import UserStream, extend, load
-from service.errors import PreconditionFailed, UsernameTaken, UserNotFound
-from service.event_store import StreamConflict
+from service.errors import (
+    AppendOutcomeUnknown,
+    EventStoreUnavailable,
+    PreconditionFailed,
+    UsernameTaken,
+    UserNotFound,
+)
 from service.preconditions import Condition, etag
+from service.retries import Written, event_id, find_own, repeated_registration
+from service.store_errors import StreamConflict
 from service.stream_cache import StreamCache
 from usersvc.events import (
     SCHEMA_VERSIONS,
@@ -39,7 +51,6 @@ from usersvc.lifecycle import Deleted, User, evolve
 
 log = logging.getLogger(__name__)
 
-_EVENT_ID_NAMESPACE = uuid.UUID("5b0c3a52-6f4e-4f38-9d4e-2f0c6f1a7e10")
 # Re-reads after a conflict on create: each one either finds the username taken, or a deletion to
 # append after (which a concurrent registration may win).
 CREATE_ATTEMPTS = 3
@@ -53,23 +64,45 @@ class StorePort(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Written:
-    """Where the command's event went (or the last event, when nothing had to be written)."""
-
-    commit_position: int
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
 class Changed:
     user: User
     written: Written
     appended: bool
 
 
-def event_id(user: UserCreated, request_id: str) -> uuid.UUID:
-    """A stable event id for a client's request: its retries are recognised as the same write."""
-    return uuid.uuid5(_EVENT_ID_NAMESPACE, "\n".join((request_id, user.username, user.full_name)))
+CHANGE_UNKNOWN = (
+    "EventStoreDB did not confirm the change, which may or may not have been made: read the "
+    "user again (its ETag and fullName show whether it was) before you send it again"
+)
+DELETE_UNKNOWN = (
+    "EventStoreDB did not confirm the deletion, which may or may not have been made: send the "
+    "DELETE again (with If-Match: * it finishes a deletion that was made; 404 once it is done)"
+)
+
+HALF_DELETED = (
+    "the user is deleted, but EventStoreDB did not confirm that its personal data is forgotten: "
+    "send the DELETE again (If-Match: *) to finish"
+)
+
+
+def create_unknown(key: str | None, window: float) -> str:
+    """How a client finds out whether a registration whose append failed was made."""
+    if key is not None:
+        return (
+            "EventStoreDB did not confirm the registration, which may or may not have been "
+            "made: send the same request again with the same Idempotency-Key (or X-Request-ID); "
+            "it answers 201 once the user is registered, whether by this attempt or the retry"
+        )
+    if window > 0:
+        return (
+            "EventStoreDB did not confirm the registration, which may or may not have been "
+            f"made: send the same body again within {window:.0f} s; it answers 201 if this "
+            "attempt registered the user (send an Idempotency-Key to make any retry safe)"
+        )
+    return (
+        "EventStoreDB did not confirm the registration, which may or may not have been made: "
+        "read the user before you send it again (send an Idempotency-Key to make a retry safe)"
+    )
 
 
 def new_event(event: UserEvent, correlation_id: str, event_id: uuid.UUID | None = None) -> NewEvent:
@@ -91,10 +124,14 @@ class UserCommands:
         store: StorePort,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         cache: StreamCache | None = None,
+        *,
+        retry_window: float = 0.0,
     ) -> None:
         self.store = store
         self.clock = clock
         self.cache = cache if cache is not None else StreamCache()
+        # Seconds within which a registration sent again without a key is a retry (retries.py).
+        self.retry_window = retry_window
 
     def load(self, username: str) -> UserStream:
         """The user's stream as it is now: what this process folded before (`StreamCache`)
@@ -110,31 +147,40 @@ class UserCommands:
         return current
 
     def register(
-        self, user: UserCreated, correlation_id: str, *, idempotent: bool = False
+        self, user: UserCreated, correlation_id: str, *, idempotency_key: str | None = None
     ) -> Written:
         """Append `user-created` expecting no stream or, after a deletion, exactly the deletion.
 
-        With `idempotent` (the client sent `X-Request-ID`), the event id is derived from the
-        request id, username and full name, so the same request sent again answers 201 again.
-        Before a new life starts, a half-done deletion is finished (its `$tb` set), so that
-        nothing of the earlier life stays readable.
+        With `idempotency_key`, the event id is derived from the key, username and full name, so
+        the same request sent again answers 201 again; without one, the same body sent again
+        soon after is recognised by `retries.repeated_registration`. Before a new life starts, a
+        half-done deletion is finished (its `$tb` set), so that nothing of the earlier life stays
+        readable.
         """
-        own_id = event_id(user, correlation_id) if idempotent else None
+        own_id = event_id(user, idempotency_key) if idempotency_key is not None else None
         event = new_event(user, correlation_id, own_id)
         stream = stream_name(user.username)
+        unknown = create_unknown(idempotency_key, self.retry_window)
         expected: int | None = None
         for _ in range(CREATE_ATTEMPTS):
             try:
-                position = self.store.append(stream, expected, event)
+                with _outcome_unknown(unknown):
+                    position = self.store.append(stream, expected, event)
             except StreamConflict:
-                records = self.store.read(stream)
-                ours = _ours(records, event.id)
+                # Perhaps the stream moved because an earlier attempt of ours was written: until
+                # the stream is read, the outcome is unknown.
+                with _outcome_unknown(unknown, unsure=True):
+                    records = self.store.read(stream)
+                ours = find_own(records, event.id)
+                if ours is None and idempotency_key is None:
+                    ours = repeated_registration(records, user, self.clock(), self.retry_window)
                 if ours is not None:
                     return ours
                 if not records or records[-1].type != USER_DELETED:
                     raise UsernameTaken(f"username {user.username!r} is taken") from None
                 expected = records[-1].stream_position
-                self.store.truncate_before(stream, expected)
+                with _outcome_unknown(unknown, unsure=True):
+                    self.store.truncate_before(stream, expected)
                 continue
             return Written(position, 0 if expected is None else expected + 1)
         raise UsernameTaken(f"username {user.username!r} is taken")
@@ -150,7 +196,7 @@ class UserCommands:
             position = stream.commit_position_of(user.revision) or 0
             return Changed(user, Written(position, user.revision), appended=False)
         change = FullNameChanged(username, full_name, self.clock())
-        written = self._append(stream, change, correlation_id)
+        written = self._append(stream, change, correlation_id, CHANGE_UNKNOWN)
         changed = evolve(user, change, written.revision)
         assert isinstance(changed, User)
         return Changed(changed, written, appended=True)
@@ -168,20 +214,30 @@ class UserCommands:
                 return Written(stream.commit_position_of(revision) or 0, revision)
             raise UserNotFound(f"no user {username!r}")
         _live(stream, condition)
-        written = self._append(stream, UserDeleted(username, self.clock()), correlation_id)
-        self.store.truncate_before(stream_name(username), written.revision)
+        deleted = UserDeleted(username, self.clock())
+        written = self._append(stream, deleted, correlation_id, DELETE_UNKNOWN)
+        try:
+            self.store.truncate_before(stream_name(username), written.revision)
+        except EventStoreUnavailable as exc:
+            # The deletion is written: whatever went wrong, a DELETE sent again finishes it.
+            raise EventStoreUnavailable(HALF_DELETED) from exc.__cause__
         return written
 
-    def _append(self, stream: UserStream, event: UserEvent, correlation_id: str) -> Written:
-        """Append expecting the revision the stream was read at; a race is 412 or 404."""
+    def _append(
+        self, stream: UserStream, event: UserEvent, correlation_id: str, unknown: str
+    ) -> Written:
+        """Append expecting the revision the stream was read at; a race is 412 or 404. `unknown`
+        tells the client what to do when the outcome cannot be known."""
         new = new_event(event, correlation_id)
         name = stream_name(stream.username)
         expected = stream.revision
         try:
-            position = self.store.append(name, expected, new)
+            with _outcome_unknown(unknown):
+                position = self.store.append(name, expected, new)
         except StreamConflict:
-            records = self.store.read(name)
-            ours = _ours(records, new.id)
+            with _outcome_unknown(unknown, unsure=True):
+                records = self.store.read(name)
+            ours = find_own(records, new.id)
             if ours is not None:
                 return ours
             user = _live(load(stream.username, records), None)
@@ -207,10 +263,14 @@ def _live(stream: UserStream, condition: Condition | None) -> User:
     return user
 
 
-def _ours(records: Sequence[RecordedEvent], event_id: uuid.UUID) -> Written | None:
-    """Where the event with `event_id` was written, if it is in the stream."""
-    for record in reversed(records):
-        if record.id == event_id and record.commit_position is not None:
-            log.info("append of %s was written by an earlier attempt", record.stream_name)
-            return Written(record.commit_position, record.stream_position)
-    return None
+@contextmanager
+def _outcome_unknown(message: str, *, unsure: bool = False) -> Iterator[None]:
+    """An append of the block whose outcome is unknown says `message` (how to find out). With
+    `unsure`, so does any failure of EventStoreDB in the block: it comes after an append that may
+    have been written, and before this request could tell."""
+    try:
+        yield
+    except EventStoreUnavailable as exc:
+        if isinstance(exc, AppendOutcomeUnknown) or unsure:
+            raise AppendOutcomeUnknown(message) from exc.__cause__
+        raise

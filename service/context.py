@@ -12,6 +12,7 @@ from service.users import Checkpoint, User
 
 class EventStorePort(StorePort, Protocol):
     def head_position(self) -> int: ...
+    def all_position(self) -> int: ...
 
 
 class UsersPort(Protocol):

@@ -51,6 +51,20 @@ class InvalidForm(ApiError):
     status, code = 400, "invalid_form"
 
 
+class InvalidBody(ApiError):
+    """The body could not be read as sent: a malformed chunked encoding, a connection cut."""
+
+    status, code = 400, "malformed_body"
+
+
+class DuplicateKey(ApiError):
+    status, code = 400, "duplicate_key"
+
+
+class InvalidIdempotencyKey(ApiError):
+    status, code = 400, "invalid_idempotency_key"
+
+
 class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
 
@@ -139,6 +153,20 @@ class EventStoreUnavailable(Unavailable):
     code = "event_store_unavailable"
 
 
+class AppendOutcomeUnknown(EventStoreUnavailable):
+    """An append failed after it may have reached EventStoreDB: it may have been written. The
+    message says how to find out safely (a retry with the same idempotency key)."""
+
+    code = "append_outcome_unknown"
+
+
+class EventStoreBusy(EventStoreUnavailable):
+    """This process already has as many EventStoreDB calls in flight as it allows, and none
+    ended within the wait: EventStoreDB is slow or hangs. Nothing was sent."""
+
+    code = "event_store_busy"
+
+
 class DatabaseUnavailable(Unavailable):
     code = "database_unavailable"
 
@@ -167,6 +195,13 @@ class AuthUnavailable(Unavailable):
     code = "auth_unavailable"
 
 
+def with_cause(error: ApiError) -> str:
+    """The error's message and, when it has one, its cause's class and text: for the log only
+    (a driver's text may hold addresses and server messages)."""
+    cause = error.__cause__
+    return error.message if cause is None else f"{error.message} ({type(cause).__name__}: {cause})"
+
+
 def error_response(
     status: int,
     code: str,
@@ -187,7 +222,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
         if error.status >= 500:
-            log.warning("%s (request %s): %s", error.code, request_id.current(), error.message)
+            log.warning("%s (request %s): %s", error.code, request_id.current(), with_cause(error))
         return error_response(
             error.status, error.code, error.message, error.details, error.headers()
         )

@@ -1,8 +1,8 @@
 """The EventStoreDB adapter: reads and appends a user's stream, truncates it, reads the head.
 
-esdbclient's exceptions are translated here and nowhere else: an expected revision that no longer
-holds becomes `StreamConflict` (the commands decide what it means for the client), an unreachable
-or slow server `EventStoreUnavailable`.
+esdbclient's failures are translated here, by `service.store_errors`, and nowhere else: an
+expected revision that no longer holds becomes `StreamConflict` (the commands decide what it
+means for the client), any other failure a 503 (`append_outcome_unknown` for an append).
 
 esdbclient retries a failed gRPC call once, so each call gets half the timeout and the whole stays
 within it (twice it only if esdbclient also reconnects between attempts: a refused connection,
@@ -14,43 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NoReturn, Protocol
 
 from esdbclient import EventStoreDBClient, NewEvent, RecordedEvent, StreamState
-from esdbclient.exceptions import (
-    AbortedByServer,
-    DeadlineExceeded,
-    DiscoveryFailed,
-    EventStoreDBClientException,
-    FailedPrecondition,
-    GrpcError,
-    NodeIsNotLeader,
-    NotFound,
-    ServiceUnavailable,
-    StreamIsDeleted,
-    WrongCurrentVersion,
-)
+from esdbclient.exceptions import NotFound, StreamIsDeleted, WrongCurrentVersion
 
 from service.errors import EventStoreUnavailable
+from service.store_errors import CLIENT_FAILURES, UNAVAILABLE_MESSAGE, translate
 from usersvc.events import STREAM_PREFIX
 
 log = logging.getLogger(__name__)
-
-# The server is down, unreachable, overloaded or too slow: worth retrying later (503).
-_UNAVAILABLE: tuple[type[Exception], ...] = (
-    ServiceUnavailable,
-    DeadlineExceeded,
-    DiscoveryFailed,
-    NodeIsNotLeader,
-    AbortedByServer,
-)
-# Status names that mark a generic gRPC failure as transient.
-_TRANSIENT_MARKERS = (
-    "UNAVAILABLE",
-    "DEADLINE_EXCEEDED",
-    "RESOURCE_EXHAUSTED",
-    "Connection refused",
-)
 
 # Seconds at most that `/health` waits for the head of `$all` (less if ESDB_TIMEOUT is smaller), so
 # a probe with a short timeout of its own gets an answer while EventStoreDB hangs.
@@ -58,10 +31,6 @@ HEALTH_TIMEOUT = 2.0
 
 # `$tb` is moved with an expected metadata revision; this many tries while others move it too.
 TRUNCATE_ATTEMPTS = 5
-
-
-class StreamConflict(Exception):
-    """The stream is not at the expected revision (or was deleted for good) when appending."""
 
 
 class ClientPort(Protocol):
@@ -109,19 +78,6 @@ class ClientPort(Protocol):
     def close(self) -> None: ...
 
 
-def translate(exc: EventStoreDBClientException) -> Exception:
-    """The service error for an esdbclient exception; unknown ones are returned unchanged (500)."""
-    if isinstance(exc, WrongCurrentVersion | StreamIsDeleted) or (
-        isinstance(exc, FailedPrecondition) and "is deleted" in str(exc)
-    ):
-        return StreamConflict(str(exc))
-    if isinstance(exc, _UNAVAILABLE) or (
-        isinstance(exc, GrpcError) and any(m in str(exc) for m in _TRANSIENT_MARKERS)
-    ):
-        return EventStoreUnavailable(f"EventStoreDB is unavailable: {type(exc).__name__}: {exc}")
-    return exc
-
-
 class EventStore:
     """Wraps one lazily created client, so the service starts even while EventStoreDB is down."""
 
@@ -143,8 +99,8 @@ class EventStore:
             if self._client is None:
                 try:
                     self._client = self._client_factory(self.connection_string)
-                except EventStoreDBClientException as exc:
-                    raise translate(exc) from exc
+                except CLIENT_FAILURES as exc:
+                    _failed(exc)  # nothing was sent: unavailable, even for an append
             return self._client
 
     def read(self, stream: str) -> Sequence[RecordedEvent]:
@@ -155,8 +111,8 @@ class EventStore:
             return client.get_stream(stream, timeout=self.timeout / 2)
         except (NotFound, StreamIsDeleted):
             return []
-        except EventStoreDBClientException as exc:
-            raise translate(exc) from exc
+        except CLIENT_FAILURES as exc:
+            _failed(exc)
 
     def read_from(self, stream: str, revision: int) -> Sequence[RecordedEvent] | None:
         """The readable events of `stream` from `revision` on (none when it has no more); None
@@ -166,12 +122,13 @@ class EventStore:
             return client.get_stream(stream, stream_position=revision, timeout=self.timeout / 2)
         except (NotFound, StreamIsDeleted):
             return None
-        except EventStoreDBClientException as exc:
-            raise translate(exc) from exc
+        except CLIENT_FAILURES as exc:
+            _failed(exc)
 
     def append(self, stream: str, expected: int | None, event: NewEvent) -> int:
         """Append `event` expecting the stream at revision `expected` (None: no stream yet);
-        return its commit position. Raises `StreamConflict` when the stream is elsewhere."""
+        return its commit position. Raises `StreamConflict` when the stream is elsewhere, and
+        `AppendOutcomeUnknown` when the call failed after it may have been written."""
         client = self._get_client()
         try:
             position = client.append_to_stream(
@@ -180,8 +137,8 @@ class EventStore:
                 events=event,
                 timeout=self.timeout / 2,
             )
-        except EventStoreDBClientException as exc:
-            raise translate(exc) from exc
+        except CLIENT_FAILURES as exc:
+            _failed(exc, appending=True)
         return int(position)
 
     def truncate_before(self, stream: str, revision: int) -> bool:
@@ -209,8 +166,8 @@ class EventStore:
                 continue
             except StreamIsDeleted:
                 return False  # deleted for good: nothing of it is readable any more
-            except EventStoreDBClientException as exc:
-                raise translate(exc) from exc
+            except CLIENT_FAILURES as exc:
+                _failed(exc)
         raise EventStoreUnavailable(f"the metadata of {stream} kept changing; try again")
 
     def head_position(self) -> int:
@@ -218,22 +175,35 @@ class EventStore:
 
         Within `HEALTH_TIMEOUT` (each of esdbclient's two attempts gets half).
         """
+        return self._newest(filter_include=[STREAM_PREFIX + ".*"], filter_by_stream_name=True)
+
+    def all_position(self) -> int:
+        """Commit position of the newest event in `$all`, whatever its stream or type (0 when
+        there is none): no checkpoint of a reader of `$all` can be past it. Within
+        `HEALTH_TIMEOUT`."""
+        return self._newest(filter_exclude=[])
+
+    def _newest(self, **filters: Any) -> int:
         try:
             return int(
                 self._get_client().get_commit_position(
-                    filter_include=[STREAM_PREFIX + ".*"],
-                    filter_by_stream_name=True,
-                    timeout=min(self.timeout, HEALTH_TIMEOUT) / 2,
+                    **filters, timeout=min(self.timeout, HEALTH_TIMEOUT) / 2
                 )
             )
-        except EventStoreDBClientException as exc:
-            translated = translate(exc)
-            if isinstance(translated, EventStoreUnavailable):
-                raise translated from exc
-            raise EventStoreUnavailable(f"EventStoreDB failed: {exc}") from exc
+        except CLIENT_FAILURES as exc:
+            # Whatever went wrong, the probe's answer is the same: no head to compare with.
+            raise EventStoreUnavailable(UNAVAILABLE_MESSAGE) from exc
 
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _failed(exc: Exception, *, appending: bool = False) -> NoReturn:
+    """Raise what `exc`, raised by a call of the client, means for the request."""
+    translated = translate(exc, appending=appending)
+    if translated is exc:
+        raise exc
+    raise translated from exc

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 import psycopg
@@ -26,6 +27,8 @@ from flask import current_app, request
 from service import context
 from service.errors import ApiError, DatabaseUnavailable, ProjectionBehind, ValidationFailed
 from service.metrics import current
+from service.query_deadline import QueryDeadline
+from service.users import UNAVAILABLE_MESSAGE
 from usersvc.readmodel import ReadModel, notify_prefix
 
 log = logging.getLogger(__name__)
@@ -50,8 +53,18 @@ class CheckpointSource(Protocol):
 class CheckpointListener:
     """The worker's checkpoint as PostgreSQL notifies it, on one connection of its own."""
 
-    def __init__(self, conninfo: str, schema: str, checkpoint_name: str) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        schema: str,
+        checkpoint_name: str,
+        *,
+        connect_timeout: int = CONNECT_TIMEOUT,
+        deadline: QueryDeadline | None = None,
+    ) -> None:
         self._conninfo = conninfo
+        self._connect_timeout = connect_timeout
+        self._deadline = deadline
         self._name = checkpoint_name
         self._prefix = notify_prefix(schema, checkpoint_name)
         self._model = ReadModel(schema)
@@ -86,13 +99,18 @@ class CheckpointListener:
                 conn = psycopg.connect(
                     self._conninfo,
                     autocommit=True,
-                    connect_timeout=CONNECT_TIMEOUT,
+                    connect_timeout=self._connect_timeout,
                     application_name="usersvc-service checkpoint listener",
                 )
-                conn.execute(self._model.listen)
-                row = conn.execute(self._model.select_checkpoint, (self._name,)).fetchone()
             except psycopg.Error as exc:
-                raise DatabaseUnavailable(f"PostgreSQL is unreachable: {exc}") from exc
+                raise DatabaseUnavailable(UNAVAILABLE_MESSAGE) from exc
+            try:
+                with self._deadline.guard(conn) if self._deadline else nullcontext():
+                    conn.execute(self._model.listen)
+                    row = conn.execute(self._model.select_checkpoint, (self._name,)).fetchone()
+            except psycopg.Error as exc:
+                conn.close()
+                raise DatabaseUnavailable(UNAVAILABLE_MESSAGE) from exc
             with self._changed:
                 self._position = None if row is None else int(row[0])
                 self._listening = True

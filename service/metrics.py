@@ -20,8 +20,8 @@ from esdbclient import NewEvent, RecordedEvent
 from flask import Flask, Response, g, request
 
 from service.commands import StorePort
-from service.errors import EventStoreUnavailable
-from service.event_store import StreamConflict
+from service.errors import AppendOutcomeUnknown, EventStoreUnavailable
+from service.store_errors import StreamConflict
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 EXTENSION = "usersvc.metrics"
@@ -68,8 +68,8 @@ class ServiceMetrics:
         )
         self.appends = Counter(
             "usersvc_eventstore_appends",
-            "Appends to EventStoreDB, by outcome: ok, conflict (the stream moved), unavailable, "
-            "error.",
+            "Appends to EventStoreDB, by outcome: ok, conflict (the stream moved), unknown (failed "
+            "after it may have been written), unavailable (not sent), error.",
             ("outcome",),
             registry=own,
         )
@@ -139,6 +139,9 @@ class MeteredStore:
             return position
         except StreamConflict:
             outcome = "conflict"
+            raise
+        except AppendOutcomeUnknown:
+            outcome = "unknown"
             raise
         except EventStoreUnavailable:
             outcome = "unavailable"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from usersvc.events import FULL_NAME_MAX, USERNAME_PATTERN
+from usersvc.events import FULL_NAME_MAX, NEW_USERNAME_PATTERN, USERNAME_MAX
 
 
 def _printable_name(value: str) -> str:
@@ -23,7 +23,12 @@ class CreateUser(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    username: str = Field(pattern=USERNAME_PATTERN, description="letters, digits, . _ -; 1-100")
+    username: str = Field(
+        pattern=NEW_USERNAME_PATTERN,
+        min_length=1,
+        max_length=USERNAME_MAX,
+        description="letters, digits, . _ -; 1-100; not only dots",
+    )
     full_name: str = Field(alias="fullName", min_length=1, max_length=FULL_NAME_MAX)
 
     @field_validator("full_name")

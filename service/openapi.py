@@ -31,7 +31,10 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (schemas.Readiness, "serialization"),
 ]
 _STATUS_TEXT = {
-    400: "the body is not valid JSON or form data",
+    400: (
+        "the body is not valid JSON or form data, gives a key twice, or cannot be read as sent; "
+        "or the Idempotency-Key is malformed"
+    ),
     401: "no valid bearer token (see WWW-Authenticate)",
     403: "the token is for another user and not an administrator's",
     404: "no such user (or it is deleted)",
@@ -41,7 +44,10 @@ _STATUS_TEXT = {
     415: "the body's Content-Type is not one this operation takes",
     422: "a field or parameter is invalid (details name each)",
     428: "If-Match is missing",
-    503: "a dependency is unavailable, or the projection is behind X-Min-Position; retry later",
+    503: (
+        "a dependency is unavailable or too slow, or the projection is behind X-Min-Position; "
+        "retry later (append_outcome_unknown: the write may have been made, see the message)"
+    ),
 }
 
 
@@ -163,18 +169,34 @@ def _create() -> dict[str, Any]:
         "summary": "Register a user",
         "description": (
             "Appends `user-created` expecting no stream (or a deleted user's). Takes JSON, and "
-            "an HTML form's encoding as the original service did. A client-chosen `X-Request-ID` "
-            "makes a retry of the same request recognisable."
+            "an HTML form's encoding as the original service did. An `Idempotency-Key` (or a "
+            "client-chosen `X-Request-ID`) makes a retry of the same request recognisable; "
+            "without one, the same body sent again soon after is answered as a retry while the "
+            "user is unchanged."
         ),
         "tags": ["users"],
         "parameters": [
             {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": (
+                    'a key the client chooses, e.g. "8e03978e-40d5-43e8-bc93-6894a57f9324" '
+                    "(quoted or bare, printable ASCII, 1 to 200 characters): the same request "
+                    "sent again with it answers as the first did"
+                ),
+                "schema": {"type": "string"},
+            },
+            {
                 "name": "X-Request-ID",
                 "in": "header",
                 "required": False,
-                "description": "cut to its first 200 characters",
+                "description": (
+                    "cut to its first 200 characters; the key of a retry when there is no "
+                    "Idempotency-Key"
+                ),
                 "schema": {"type": "string"},
-            }
+            },
         ],
         "requestBody": {
             "required": True,

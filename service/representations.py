@@ -8,8 +8,8 @@ import orjson
 from flask import Response
 
 from service.aggregate import StreamEvent
-from service.commands import Written
 from service.preconditions import etag
+from service.retries import Written
 from usersvc.events import encode_event, format_timestamp
 from usersvc.lifecycle import User
 

@@ -2,7 +2,7 @@
 log line written while the request is handled (`request_id`).
 
 On `POST /users` it becomes the event's `correlationId`; a client-supplied one also makes the
-request idempotent (see `service.event_store.event_id`).
+request idempotent when it has no `Idempotency-Key` (see `service.idempotency_key`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
 
-from service import context, freshness, history, preconditions, request_id
+from service import context, freshness, history, idempotency_key, preconditions, request_id
 from service.bodies import FORM, JSON, request_object, validated
 from service.errors import UserNotFound
 from service.models import CreateUser
@@ -19,11 +19,12 @@ blueprint = Blueprint("users", __name__)
 
 @blueprint.post("/users")
 def create_user() -> tuple[Response, int, dict[str, str]]:
+    key = idempotency_key.current()
     command = validated(CreateUser, request_object((JSON, FORM)))
     written = context.commands().register(
         UserCreated(command.username, command.full_name, datetime.now(UTC)),
         request_id.current(),
-        idempotent=request_id.from_client(),
+        idempotency_key=key,
     )
     body = {
         "username": command.username,

@@ -88,7 +88,10 @@ class Live(_Answer):
 class Readiness(_Answer):
     status: Literal["ok", "failing"]
     problems: list[str] = Field(
-        description="event_store_unavailable, database_unavailable, projection_stalled"
+        description=(
+            "event_store_unavailable, database_unavailable, projection_stalled, "
+            "checkpoint_ahead_of_store"
+        )
     )
     checks: dict[str, dict[str, Any]] = Field(
         description="eventStore, database and projection, each with its status"

@@ -1,1 +1,5 @@
-pytest_plugins = ["tests.fixtures.backends", "tests.fixtures.esdb_backends"]
+pytest_plugins = [
+    "tests.fixtures.backends",
+    "tests.fixtures.esdb_backends",
+    "tests.fixtures.fault_servers",
+]

@@ -33,8 +33,14 @@ SCHEMA_VERSIONS = {USER_CREATED: 1, FULL_NAME_CHANGED: 1, USER_DELETED: 1}
 SCHEMA_VERSION = 1  # of metadata written without a type at hand (kept for existing callers)
 
 # Letters, digits, '.', '_' and '-', 1 to 100 characters: safe in a stream name and a URL path.
+# What a stored event's username may be (existing histories are read by this rule).
 USERNAME_PATTERN = r"^[A-Za-z0-9._-]{1,100}$"
 USERNAME_RE = re.compile(USERNAME_PATTERN)
+USERNAME_MAX = 100
+# What a new registration's username must be: the same, but not only dots. `.` and `..` are path
+# segments that clients resolve away (RFC 3986 §5.2.4), so `/users/..` could never be fetched.
+# Leading dots, then one other character, then any: no lookaround, one way to match (linear).
+NEW_USERNAME_PATTERN = r"^\.*[A-Za-z0-9_-][A-Za-z0-9._-]*$"
 FULL_NAME_MAX = 100
 
 

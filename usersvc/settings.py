@@ -55,11 +55,28 @@ class Settings(BaseSettings):
     esdb_timeout: float = Field(default=5.0, gt=0)
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=10, ge=1)
+    # PostgreSQL, for the service's reads: seconds to wait for a free connection of the pool,
+    # to open a connection, and for a query (the server's statement_timeout; a server that does
+    # not answer at all is cut off half a second later).
+    db_pool_timeout: float = Field(default=2.0, gt=0)
+    db_connect_timeout: int = Field(default=2, ge=1)
+    db_statement_timeout: float = Field(default=2.0, gt=0)
+    # EventStoreDB calls of requests in flight at once in one service process (default: half of
+    # HTTP_THREADS), and seconds a request waits for one to end before it answers 503 (not at all
+    # once every call in flight has run over a second): a hung EventStoreDB holds at most this
+    # many threads, the others keep serving reads.
+    esdb_concurrency: int | None = Field(default=None, ge=1)
+    esdb_queue_wait: float = Field(default=2.0, ge=0)
+    # Seconds after a `POST /users` during which the same body sent again without an
+    # idempotency key is recognised as a retry (201 again) rather than refused (409); 0: never.
+    create_retry_window: float = Field(default=300.0, ge=0)
     # gunicorn: worker processes (default: one per core, at least 2) and threads in each.
     http_workers: int | None = Field(default=None, ge=1)
     http_threads: int = Field(default=8, ge=1)
-    # /health calls the projection stalled when it is behind and idle for this many seconds.
+    # /health calls the projection stalled when it is behind and idle for this many seconds,
+    # and not before the service process has been up for HEALTH_STARTUP_GRACE seconds.
     health_stall_seconds: float = Field(default=30.0, gt=0)
+    health_startup_grace: float = Field(default=30.0, ge=0)
 
     worker_name: str = "usersvc-read-model"
     worker_batch_size: int = Field(default=5000, ge=1, le=100_000)
@@ -126,7 +143,13 @@ class Settings(BaseSettings):
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("auth_jwks_url", "auth_signing_key_file", "worker_metrics_port", mode="before")
+    @field_validator(
+        "auth_jwks_url",
+        "auth_signing_key_file",
+        "worker_metrics_port",
+        "esdb_concurrency",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -155,6 +178,11 @@ class Settings(BaseSettings):
         if self.auth_jwks_url is not None and self.auth_signing_key_file is not None:
             raise ValueError("auth_jwks_url and auth_signing_key_file: set one of them, not both")
         return self
+
+    @property
+    def esdb_call_slots(self) -> int:
+        """EventStoreDB calls in flight at once per service process (`esdb_concurrency`)."""
+        return self.esdb_concurrency or max(1, self.http_threads // 2)
 
     @property
     def auth_algorithm_names(self) -> tuple[str, ...]:

@@ -122,7 +122,12 @@ def test_health_compares_the_checkpoint_with_the_head_of_all(
     esdb_url: str, pg_url: str, schema: str, unique: str
 ) -> None:
     app = create_app(
-        Settings(esdb_connection_string=esdb_url, database_url=pg_url, database_schema=schema)
+        Settings(
+            esdb_connection_string=esdb_url,
+            database_url=pg_url,
+            database_schema=schema,
+            health_startup_grace=0,  # no grace: stalled from the first probe
+        )
     )
     client = app.test_client()
     try:

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from esdbclient import NewEvent, RecordedEvent
 
-from service.commands import UserCommands, event_id
+from service.commands import UserCommands
 from service.errors import (
     EventStoreUnavailable,
     EventUnreadable,
@@ -18,6 +18,7 @@ from service.errors import (
     UserNotFound,
 )
 from service.preconditions import Condition, parse
+from service.retries import event_id
 from tests.fixtures.service_fakes import MemoryStore
 from usersvc.events import UserCreated
 
@@ -120,13 +121,13 @@ def test_register_after_a_half_done_deletion_finishes_the_forgetting_first(
 def test_the_same_request_id_registers_once_and_answers_the_same_twice(
     commands: UserCommands, store: MemoryStore
 ) -> None:
-    first = commands.register(ANN, "req-1", idempotent=True)
-    again = commands.register(ANN, "req-1", idempotent=True)
+    first = commands.register(ANN, "req-1", idempotency_key="req-1")
+    again = commands.register(ANN, "req-1", idempotency_key="req-1")
     assert again == first
     assert len(store.appended) == 1
     assert store.appended[0][2].id == event_id(ANN, "req-1")
     with pytest.raises(UsernameTaken):
-        commands.register(ANN, "req-2", idempotent=True)
+        commands.register(ANN, "req-2", idempotency_key="req-2")
 
 
 def test_event_ids_differ_by_request_and_by_content() -> None:

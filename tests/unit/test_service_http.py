@@ -12,14 +12,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.app import create_app
-from service.commands import event_id
 from service.errors import DatabaseUnavailable, EventStoreUnavailable, UsernameTaken
+from service.retries import event_id
 from service.users import Checkpoint, User
 from tests.fixtures.service_fakes import FakeUsers, MemoryStore
 from usersvc.events import UserCreated, decode_event
 from usersvc.settings import Settings
 
 FakeStore = MemoryStore
+JSON = {"content_type": "application/json"}
 
 
 def calls(store: MemoryStore) -> list[tuple[UserCreated, str, bool]]:
@@ -46,7 +47,10 @@ def users() -> FakeUsers:
 
 @pytest.fixture
 def app(store: FakeStore, users: FakeUsers) -> Flask:
-    return create_app(Settings(), event_store=store, users=users, verifier=None)
+    # No start-up grace: the projection's state is what the tests set up, from the first probe.
+    return create_app(
+        Settings(health_startup_grace=0), event_store=store, users=users, verifier=None
+    )
 
 
 @pytest.fixture
@@ -153,6 +157,9 @@ INVALID: list[tuple[str, Any, set[str]]] = [
     ("username with space", {"username": "a b", "fullName": "A"}, {"username"}),
     ("username non-ascii", {"username": "zoë", "fullName": "A"}, {"username"}),
     ("username trailing newline", {"username": "abc\n", "fullName": "A"}, {"username"}),
+    ("username a dot", {"username": ".", "fullName": "A"}, {"username"}),
+    ("username two dots", {"username": "..", "fullName": "A"}, {"username"}),
+    ("username only dots", {"username": "." * 100, "fullName": "A"}, {"username"}),
     ("fullName empty", {"username": "a", "fullName": ""}, {"fullName"}),
     ("fullName blank", {"username": "a", "fullName": "  \t "}, {"fullName"}),
     ("fullName 101 chars", {"username": "a", "fullName": "f" * 101}, {"fullName"}),
@@ -207,6 +214,13 @@ def test_invalid_bodies_are_422_naming_each_field_and_reach_no_store(
             413,
             "payload_too_large",
         ),
+        (
+            {"data": b'{"username": "a", "fullName": "A", "fullName": "B"}', **JSON},
+            400,
+            "duplicate_key",
+        ),
+        ({"data": b'{"username": "a", "x": {"k": 1, "k": 2}}', **JSON}, 400, "duplicate_key"),
+        ({"data": b"[" * 1000 + b"]" * 1000, **JSON}, 400, "invalid_json"),
     ],
     ids=[
         "truncated",
@@ -217,6 +231,9 @@ def test_invalid_bodies_are_422_naming_each_field_and_reach_no_store(
         "plain json",
         "json with charset",
         "too large",
+        "a key twice",
+        "a key twice in a nested object",
+        "nested a thousand deep",
     ],
 )
 def test_body_framing_errors_have_stable_codes(

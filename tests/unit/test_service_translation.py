@@ -2,134 +2,73 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import inspect
 from datetime import UTC, datetime
-from typing import Any, Literal
 
+import esdbclient.exceptions
+import grpc
 import psycopg
 import pytest
-from esdbclient import NewEvent, RecordedEvent, StreamState
+from esdbclient import NewEvent, StreamState
 from esdbclient.exceptions import (
-    AbortedByServer,
-    AccessDeniedError,
-    DeadlineExceeded,
-    DiscoveryFailed,
     EventStoreDBClientException,
     FailedPrecondition,
-    GrpcDeadlineExceeded,
-    GrpcError,
     InternalError,
-    NodeIsNotLeader,
     NotFound,
+    ProgrammingError,
     ServiceUnavailable,
     StreamIsDeleted,
     WrongCurrentVersion,
 )
 from psycopg_pool import PoolTimeout
 
-from service.errors import DatabaseUnavailable, EventStoreUnavailable
-from service.event_store import HEALTH_TIMEOUT, EventStore, StreamConflict, translate
+from service.errors import AppendOutcomeUnknown, DatabaseUnavailable, EventStoreUnavailable
+from service.event_store import HEALTH_TIMEOUT, EventStore
+from service.store_errors import UNKNOWN_OUTCOME_MESSAGE, StreamConflict, translate
 from service.users import UserRepository
+from tests.fixtures.esdb_client_fake import FakeClient, RpcFailure, grpc_failure, store_with
+from tests.fixtures.service_fakes import FakePool
 
 NEW = NewEvent(type="user-created", data=b"{}", metadata=b"{}", content_type="application/json")
+CONFLICTS = (WrongCurrentVersion, StreamIsDeleted)
+# What the stream reads take as "no events" rather than a failure.
+MISSING = (NotFound, StreamIsDeleted)
 
 
-class FakeClient:
-    def __init__(self, fail: Exception | None = None, position: int = 4242) -> None:
-        self.fail = fail
-        self.position = position
-        self.appends: list[dict[str, Any]] = []
-        self.recorded: list[RecordedEvent] = []
-        self.reads: list[dict[str, Any]] = []
-        self.metadata: dict[str, Any] = {}
-        self.metadata_version: int | StreamState = StreamState.NO_STREAM
-        self.metadata_writes: list[dict[str, Any]] = []
-        # Raised by the next metadata writes, one each, before they succeed.
-        self.metadata_races: list[Exception] = []
-        self.head_timeouts: list[float | None] = []
-        self.closed = False
-
-    def append_to_stream(
-        self,
-        stream_name: str,
-        *,
-        current_version: int | StreamState,
-        events: NewEvent | Sequence[NewEvent],
-        timeout: float | None = None,
-    ) -> int:
-        self.appends.append(
-            {
-                "stream": stream_name,
-                "version": current_version,
-                "events": events,
-                "timeout": timeout,
-            }
-        )
-        if self.fail is not None:
-            raise self.fail
-        return self.position
-
-    def get_commit_position(
-        self,
-        *,
-        filter_exclude: Sequence[str] = (),
-        filter_include: Sequence[str] = (),
-        filter_by_stream_name: bool = False,
-        timeout: float | None = None,
-    ) -> int:
-        if self.fail is not None:
-            raise self.fail
-        assert list(filter_include) == ["user-.*"] and filter_by_stream_name
-        self.head_timeouts.append(timeout)
-        return self.position
-
-    def get_stream(
-        self,
-        stream_name: str,
-        *,
-        stream_position: int | None = None,
-        timeout: float | None = None,
-    ) -> Sequence[RecordedEvent]:
-        self.reads.append({"stream": stream_name, "from": stream_position, "timeout": timeout})
-        if self.fail is not None:
-            raise self.fail
-        return self.recorded
-
-    def get_stream_metadata(
-        self, stream_name: str, *, timeout: float | None = None
-    ) -> tuple[dict[str, Any], int | Literal[StreamState.NO_STREAM]]:
-        if self.fail is not None:
-            raise self.fail
-        version = self.metadata_version
-        assert isinstance(version, int) or version is StreamState.NO_STREAM
-        return dict(self.metadata), version
-
-    def set_stream_metadata(
-        self,
-        stream_name: str,
-        *,
-        metadata: dict[str, Any],
-        current_version: int | StreamState = StreamState.ANY,
-        timeout: float | None = None,
-    ) -> None:
-        self.metadata_writes.append(
-            {"stream": stream_name, "metadata": metadata, "version": current_version}
-        )
-        if self.metadata_races:
-            raise self.metadata_races.pop(0)
-        assert current_version == self.metadata_version
-        self.metadata = metadata
-        self.metadata_version = (
-            0 if self.metadata_version is StreamState.NO_STREAM else self.metadata_version + 1
-        )
-
-    def close(self) -> None:
-        self.closed = True
+def _every_client_exception() -> list[Exception]:
+    """One instance of each of esdbclient's exception classes, but the conflicts and NotFound."""
+    classes = [
+        cls
+        for _, cls in inspect.getmembers(esdbclient.exceptions, inspect.isclass)
+        if issubclass(cls, EventStoreDBClientException) and not issubclass(cls, CONFLICTS + MISSING)
+    ]
+    assert len(classes) > 25, "esdbclient's exception classes were not found"
+    return [cls("failed at 10.0.0.7:2113") for cls in classes]
 
 
-def store_with(client: FakeClient, timeout: float = 1.5) -> EventStore:
-    return EventStore("esdb://x:1?tls=false", timeout, client_factory=lambda uri: client)
+# Statuses that are no failure of a call (NOT_FOUND: no stream to read).
+NO_FAILURE = (grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND)
+# Every failure a call of the client can end with, but a conflict or a missing stream: each of
+# esdbclient's classes; each gRPC status as esdbclient converts it; a raw gRPC error; and the
+# ValueError grpc raises for a call on a channel closed by another thread's reconnection.
+OTHER_CLIENT_FAILURES: list[Exception] = [
+    *_every_client_exception(),
+    *(
+        grpc_failure(code)
+        for code in grpc.StatusCode
+        if code not in (grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND)
+    ),
+    grpc_failure(grpc.StatusCode.CANCELLED, "Channel closed!"),
+    RpcFailure(grpc.StatusCode.UNAVAILABLE, "ipv4:10.0.0.7:2113: connection refused"),
+    ValueError("Cannot invoke RPC: Channel closed!"),
+    ValueError("Cannot invoke RPC on closed channel!"),
+]
+
+
+def _name(value: Exception) -> str:
+    code = getattr(value, "code", None)
+    status = f" {code().name}" if callable(code) else ""
+    return f"{type(value).__name__}{status}: {value}"[:80]
 
 
 @pytest.mark.parametrize(("expected", "sent"), [(None, StreamState.NO_STREAM), (4, 4)])
@@ -191,57 +130,41 @@ def test_truncation_that_keeps_racing_is_unavailable_not_a_lie() -> None:
         store_with(client).truncate_before("user-x", 2)
 
 
-@pytest.mark.parametrize(
-    ("raised", "expected"),
-    [
-        (WrongCurrentVersion("stream exists"), StreamConflict),
-        (StreamIsDeleted("gone"), StreamConflict),
-        (FailedPrecondition("Stream 'user-x' is deleted"), StreamConflict),
-        (ServiceUnavailable("connection refused"), EventStoreUnavailable),
-        (DeadlineExceeded("slow"), EventStoreUnavailable),
-        (GrpcDeadlineExceeded("slow"), EventStoreUnavailable),
-        (DiscoveryFailed("no gossip"), EventStoreUnavailable),
-        (NodeIsNotLeader("follower"), EventStoreUnavailable),
-        (AbortedByServer("aborted"), EventStoreUnavailable),
-        (GrpcError("StatusCode.UNAVAILABLE: socket closed"), EventStoreUnavailable),
-        (GrpcError("StatusCode.RESOURCE_EXHAUSTED"), EventStoreUnavailable),
-    ],
-    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else value.__name__,
-)
-def test_esdbclient_exceptions_of_an_append_are_translated(
-    raised: EventStoreDBClientException, expected: type[Exception]
-) -> None:
-    with pytest.raises(expected) as caught:
+def test_conflicts_of_an_append_are_stream_conflicts_for_the_commands() -> None:
+    for raised in (
+        WrongCurrentVersion("stream exists"),
+        StreamIsDeleted("gone"),
+        FailedPrecondition("Stream 'user-x' is deleted"),
+    ):
+        with pytest.raises(StreamConflict) as caught:
+            store_with(FakeClient(fail=raised)).append("user-x", None, NEW)
+        assert caught.value.__cause__ is raised
+
+
+@pytest.mark.parametrize("raised", OTHER_CLIENT_FAILURES, ids=_name)
+def test_every_other_failure_of_an_append_is_503_outcome_unknown(raised: Exception) -> None:
+    with pytest.raises(AppendOutcomeUnknown) as caught:
         store_with(FakeClient(fail=raised)).append("user-x", None, NEW)
+    assert caught.value.status == 503
+    assert caught.value.headers()["Retry-After"]
     assert caught.value.__cause__ is raised
+    assert caught.value.code == "append_outcome_unknown"
+    assert caught.value.message == UNKNOWN_OUTCOME_MESSAGE
 
 
-@pytest.mark.parametrize(
-    "raised", [ServiceUnavailable("connection refused"), DeadlineExceeded("slow")]
-)
-def test_an_outage_while_reading_or_truncating_is_unavailable(
-    raised: EventStoreDBClientException,
-) -> None:
+@pytest.mark.parametrize("raised", OTHER_CLIENT_FAILURES, ids=_name)
+def test_every_other_failure_of_a_read_or_truncation_is_503_unavailable(raised: Exception) -> None:
     store = store_with(FakeClient(fail=raised))
-    with pytest.raises(EventStoreUnavailable):
-        store.read("user-x")
-    with pytest.raises(EventStoreUnavailable):
-        store.truncate_before("user-x", 1)
+    for call in (lambda: store.read("user-x"), lambda: store.truncate_before("user-x", 1)):
+        with pytest.raises(EventStoreUnavailable) as caught:
+            call()
+        assert type(caught.value) is EventStoreUnavailable
+        assert caught.value.code == "event_store_unavailable"
+        assert caught.value.message == "EventStoreDB is unavailable; retry shortly"
 
 
-@pytest.mark.parametrize(
-    "raised",
-    [
-        InternalError("server bug"),
-        AccessDeniedError("no"),
-        FailedPrecondition("something else"),
-        GrpcError("StatusCode.INVALID_ARGUMENT"),
-    ],
-    ids=lambda value: f"{type(value).__name__}: {value}",
-)
-def test_other_esdbclient_exceptions_stay_errors_for_a_500(
-    raised: EventStoreDBClientException,
-) -> None:
+@pytest.mark.parametrize("raised", [ProgrammingError("a bug"), ValueError("a bug")], ids=_name)
+def test_programming_errors_stay_errors_for_a_500(raised: Exception) -> None:
     assert translate(raised) is raised
     with pytest.raises(type(raised)):
         store_with(FakeClient(fail=raised)).append("user-x", None, NEW)
@@ -270,6 +193,14 @@ def test_head_position_reads_this_services_streams_and_any_failure_is_unavailabl
         store_with(FakeClient(fail=InternalError("boom"))).head_position()
 
 
+def test_all_position_reads_the_newest_event_of_all_unfiltered() -> None:
+    client = FakeClient(position=77)
+    client.all_position = 90
+    assert store_with(client).all_position() == 90
+    with pytest.raises(EventStoreUnavailable):
+        store_with(FakeClient(fail=ValueError("Channel closed!"))).all_position()
+
+
 def test_head_position_waits_at_most_the_health_timeout_in_all() -> None:
     # esdbclient makes two attempts: each gets half of the smaller of the two budgets.
     for esdb_timeout, per_attempt in [(10.0, HEALTH_TIMEOUT / 2), (0.5, 0.25)]:
@@ -286,31 +217,6 @@ def test_close_closes_the_client_once_built() -> None:
     store.head_position()
     store.close()
     assert client.closed
-
-
-class FakePool:
-    def __init__(self, fail: Exception | None = None, row: tuple[Any, ...] | None = None) -> None:
-        self.fail = fail
-        self.row = row
-        self.queries: list[tuple[str, tuple[Any, ...]]] = []
-
-    @contextmanager
-    def connection(self, timeout: float | None = None) -> Iterator[Any]:
-        if self.fail is not None:
-            raise self.fail
-        pool = self
-
-        class Conn:
-            def execute(self, query: Any, params: tuple[Any, ...]) -> Any:
-                pool.queries.append((query.as_string(None), params))
-
-                class Cursor:
-                    def fetchone(self) -> tuple[Any, ...] | None:
-                        return pool.row
-
-                return Cursor()
-
-        yield Conn()
 
 
 @pytest.mark.parametrize(

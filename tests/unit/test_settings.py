@@ -46,6 +46,10 @@ def test_original_variable_names_keep_working(
         ("HTTP_PORT", "not-a-port"),
         ("DATABASE_SCHEMA", "Drop Table"),
         ("ESDB_CONNECTION_STRING", "http://x"),
+        ("DB_STATEMENT_TIMEOUT", "0"),
+        ("DB_CONNECT_TIMEOUT", "0"),
+        ("ESDB_CONCURRENCY", "0"),
+        ("CREATE_RETRY_WINDOW", "-1"),
     ],
 )
 def test_a_bad_value_names_the_key(
@@ -59,3 +63,14 @@ def test_a_bad_value_names_the_key(
 def test_missing_database_url_is_named(config_file: Path) -> None:
     with pytest.raises(SettingsError, match="database_url"):
         load_settings().require_database_url()
+
+
+def test_eventstoredb_call_slots_are_half_the_threads_unless_set(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings(http_threads=8).esdb_call_slots == 4
+    assert load_settings(http_threads=1).esdb_call_slots == 1
+    monkeypatch.setenv("ESDB_CONCURRENCY", "")
+    assert load_settings(http_threads=6).esdb_call_slots == 3
+    monkeypatch.setenv("ESDB_CONCURRENCY", "7")
+    assert load_settings(http_threads=6).esdb_call_slots == 7
