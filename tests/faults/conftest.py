@@ -3,32 +3,38 @@ the counts each test reports, printed at the end of the run."""
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.faults.load import Audit
-from tests.faults.stack import Emulator, Postgres, Stack
+from tests.faults.stack import Stack
+from tests.fixtures.fault_servers import EmulatorProcess, OwnPostgres
+from tests.fixtures.processes import free_port
 
 _REPORTS: list[tuple[str, str]] = []
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("faults")
-    system = Stack(
-        emulator=Emulator(root / "esdb"),
-        postgres=Postgres(root / "pg"),
-        schema=f"f_{uuid.uuid4().hex[:10]}",
-        worker_name="faults",
-        config=root / "absent.toml",
-    )
-    try:
-        system.start()
-        yield system
-    finally:
-        codes = system.stop()
+def stack() -> Iterator[Stack]:
+    # Not under pytest's temp root, which prunes old runs' folders (see tests.fixtures.backends).
+    with tempfile.TemporaryDirectory(prefix="usersvc-faults-") as folder:
+        root = Path(folder)
+        system = Stack(
+            emulator=EmulatorProcess(free_port(), root / "esdb"),
+            postgres=OwnPostgres(root / "pg"),
+            schema=f"f_{uuid.uuid4().hex[:10]}",
+            worker_name="faults",
+            config=root / "absent.toml",
+        )
+        try:
+            system.start()
+            yield system
+        finally:
+            codes = system.stop()
     assert all(code == 0 for code in codes), f"service and worker must stop cleanly, got {codes}"
 
 

@@ -38,7 +38,7 @@ def test_a_hung_eventstoredb_leaves_reads_fast_and_writes_answered(
         )
         with Writers(stack.base_url, "he", threads=8) as writers:
             writers.wait_for_writes(10)
-            with stack.emulator.paused():
+            with stack.emulator.frozen():
                 reads = probe(http, f"/users/{known}", time.monotonic() + PAUSE)
             writers.wait_for_writes(10)
             slowest_read = max(seconds for _, seconds in reads)
@@ -61,7 +61,7 @@ def test_a_hung_postgresql_gives_503_within_a_bound(stack: Stack, report: list[s
         Writers(stack.base_url, "hp") as writers,
     ):
         writers.wait_for_writes(10)
-        with stack.postgres.paused():
+        with stack.postgres.frozen():
             reads = probe(http, "/users/nobody-here", time.monotonic() + PAUSE / 2)
             health = probe(http, "/readyz", time.monotonic() + PAUSE / 2)
         writers.wait_for_writes(10)

@@ -40,7 +40,7 @@ def test_the_emulator_killed_mid_burst(stack: Stack, report: list[str]) -> None:
     with Writers(stack.base_url, "ek") as writers:
         for _ in range(EMULATOR_KILLS):
             writers.wait_for_writes(chance.randint(5, 30))
-            stack.emulator.kill()
+            stack.emulator.stop(kill=True)
             stack.emulator.start()
         writers.wait_for_writes(10)
         finish(stack, writers, "ek", report, f"kills={EMULATOR_KILLS} (emulator)")
