@@ -86,6 +86,15 @@ def test_help_states_the_cutoff_rule(capsys: pytest.CaptureFixture[str]) -> None
     assert "events stamped exactly TIME are in" in text
 
 
+def test_help_states_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        usersvc("replay", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Exit 2: refused, nothing written" in text
+    assert "Exit 1: stopped partway" in text
+    assert "Exit 130 (SIGINT) or 143 (SIGTERM): stopped partway on request, nothing written" in text
+
+
 def test_replay_from_the_configured_source_prints_a_summary_and_records_a_manifest(
     settings_env: None, pg_url: str, unique: str, esdb: tuple[str, list[int]], capsys: Any
 ) -> None:
