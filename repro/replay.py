@@ -43,13 +43,30 @@ from repro.interrupts import Hold, Interrupted, signal_name
 from repro.loading import qualified_name
 from repro.progress import Progress
 from repro.snapshot import SnapshotError, check_snapshot, restore_rows
-from usersvc.readmodel import CHECKPOINT_TABLE, MANIFEST_TABLE, USER_TABLE, ReadModel
+from usersvc.readmodel import (
+    CHECKPOINT_TABLE,
+    MANIFEST_TABLE,
+    PARKED_EVENT_TABLE,
+    PARKED_STREAM_TABLE,
+    SKIPPED_EVENT_TABLE,
+    USER_TABLE,
+    ReadModel,
+)
 from worker.migrator import apply_migrations, load_migrations
 from worker.pipeline import Committed, project
 from worker.projection import Projection, ProjectionError
 from worker.reader import Reader, SourceFailed
 
 log = logging.getLogger(__name__)
+
+# The tables whose rows are a read model's state (the manifest says how a replay built them).
+_STATE_TABLES = (
+    USER_TABLE,
+    CHECKPOINT_TABLE,
+    PARKED_STREAM_TABLE,
+    PARKED_EVENT_TABLE,
+    SKIPPED_EVENT_TABLE,
+)
 
 BATCH_SIZE = 10_000
 PREFETCH_BATCHES = 4
@@ -301,7 +318,7 @@ def _held_data(conn: psycopg.Connection[Any], schema: str) -> str | None:
         for (name,) in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
             " AND table_name = ANY(%s)",
-            (schema, [USER_TABLE, CHECKPOINT_TABLE, MANIFEST_TABLE]),
+            (schema, [*_STATE_TABLES, MANIFEST_TABLE]),
         )
     }
     model = ReadModel(schema)
@@ -317,7 +334,7 @@ def _held_data(conn: psycopg.Connection[Any], schema: str) -> str | None:
             if halted_at is not None:
                 return f"a replay of {source} that halted before position {halted_at}"
             return f"a finished replay of {source}, {until}, up to position {last}"
-    for table in sorted(tables & {USER_TABLE, CHECKPOINT_TABLE}):
+    for table in (name for name in _STATE_TABLES if name in tables):
         row = conn.execute(
             sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(schema, table))
         ).fetchone()
@@ -331,13 +348,10 @@ def _held_data(conn: psycopg.Connection[Any], schema: str) -> str | None:
 
 
 def _empty(conn: psycopg.Connection[Any], schema: str) -> None:
-    """Empty the read model and its replay manifest (`--force`), in the replay's transaction."""
-    model = ReadModel(schema)
-    conn.execute(
-        sql.SQL("TRUNCATE {}, {}, {} RESTART IDENTITY").format(
-            model.users, model.checkpoints, model.manifest
-        )
-    )
+    """Empty the read model (parked and skipped events too) and its replay manifest (`--force`),
+    in the replay's transaction (the migrations, applied just before, made every table)."""
+    tables = [sql.Identifier(schema, name) for name in (*_STATE_TABLES, MANIFEST_TABLE)]
+    conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(sql.SQL(", ").join(tables)))
 
 
 def table_checksum(conn: psycopg.Connection[Any], schema: str) -> str:

@@ -115,7 +115,9 @@ def table(pg_url: str, schema: str, query: str) -> list[tuple[Any, ...]]:
     model = ReadModel(schema)
     with psycopg.connect(pg_url) as conn:
         return conn.execute(
-            sql.SQL(query).format(users=model.users, manifest=model.manifest)
+            sql.SQL(query).format(
+                users=model.users, manifest=model.manifest, parked=model.parked_streams
+            )
         ).fetchall()
 
 
@@ -235,6 +237,26 @@ def test_a_target_left_by_an_interrupted_replay_of_an_earlier_version_is_refused
         " database or schema, or pass --force to empty it and replay again"
     )
     assert do_replay(bundle, pg_url, target, force=True).applied == 30
+
+
+def test_a_target_holding_only_parked_streams_is_refused_and_force_empties_them(
+    bundle: Path, pg_url: str, unique: str
+) -> None:
+    target = f"p_{unique}"
+    migrate(pg_url, target)
+    model = ReadModel(target)
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (projection, stream, first_position, reason, attempts)"
+                " VALUES (%s, 'user-poison', 2000, 'a test', 3)"
+            ).format(model.parked_streams),
+            (WORKER,),
+        )
+    with pytest.raises(ReplayError, match="table parked_stream has rows but there is no replay"):
+        do_replay(bundle, pg_url, target)
+    assert do_replay(bundle, pg_url, target, force=True).applied == 30
+    assert table(pg_url, target, "SELECT count(*) FROM {parked}") == [(0,)]
 
 
 @pytest.mark.parametrize(("halt", "status"), [(False, "finished"), (True, "halted")])
