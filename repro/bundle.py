@@ -10,7 +10,9 @@ A reader checks the trailer against what it read, so a truncated or corrupt bund
 with a `BundleError` saying which. `read_bundle` checks in the same pass as it yields the events
 (`repro.bundle_reader`): the error comes before the iteration ends, so a consumer that applies
 the events inside one transaction rolls them back. `verify_bundle` checks a whole bundle without
-yielding anything, for a consumer that must know before it acts.
+yielding anything, for a consumer that must know before it acts. A frame larger than its kind may
+be (an event record over EventStoreDB's 16 MiB, a manifest or trailer over 60 KiB) is refused by
+the reader before it is read, and never written; positions strictly increase.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from repro.bundle_format import (
     FRAME,
     MAGIC,
     MANIFEST,
+    MAX_EVENT_RECORD,
+    MAX_JSON_FRAME,
     MICROSECOND,
     TRAILER,
     VERSION,
@@ -82,6 +86,12 @@ class BundleWriter:
 
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = path
+        encoded = orjson.dumps(manifest)
+        if len(encoded) > MAX_JSON_FRAME:
+            raise BundleError(
+                f"the manifest has {len(encoded):,} bytes, more than a bundle allows"
+                f" ({MAX_JSON_FRAME:,})"
+            )
         self._file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed in close())
         self._zstd = zstandard.ZstdCompressor(level=3).stream_writer(self._file)
         self._hash = hashlib.sha256()
@@ -89,7 +99,7 @@ class BundleWriter:
         self.first_position: int | None = None
         self.last_position: int | None = None
         self._zstd.write(MAGIC + bytes([VERSION]))
-        self._frame(MANIFEST, orjson.dumps(manifest))
+        self._frame(MANIFEST, encoded)
 
     def _frame(self, kind: bytes, payload: bytes) -> None:
         self._zstd.write(FRAME.pack(kind, len(payload)))
@@ -99,6 +109,11 @@ class BundleWriter:
         if self.last_position is not None and event.commit_position <= self.last_position:
             raise BundleError("events must be written in increasing position order")
         payload = _encode(event)
+        if len(payload) > MAX_EVENT_RECORD:
+            raise BundleError(
+                f"the event at position {event.commit_position} has {len(payload):,} bytes,"
+                f" more than a bundle allows ({MAX_EVENT_RECORD:,})"
+            )
         self._hash.update(payload)
         self._frame(EVENT, payload)
         self.count += 1

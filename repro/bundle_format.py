@@ -16,6 +16,14 @@ MANIFEST, EVENT, TRAILER = b"M", b"E", b"T"
 EVENT_HEADER = struct.Struct("<QQq16sHHHII")
 # A frame header directly followed by an event header, read with one `unpack`.
 FRAMED_EVENT_HEADER = struct.Struct(FRAME.format + EVENT_HEADER.format.lstrip("<"))
+# The largest frames a reader accepts, checked on a frame's header before its payload is read: a
+# declared length is never allocated, and a compressed file cannot make the reader hold more than
+# one frame of these sizes (plus a read chunk), whatever it expands to. An event record holds at
+# most what EventStoreDB holds in one log record (16 MiB: stream, type, data, metadata) plus the
+# fixed header; the manifest and the trailer are small JSON objects (the trailer is looked for in
+# the last 64 KiB of the stream).
+MAX_EVENT_RECORD = EVENT_HEADER.size + (16 << 20)
+MAX_JSON_FRAME = 60 << 10
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 

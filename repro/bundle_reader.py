@@ -5,6 +5,11 @@ by one loop (one `unpack` per event for both headers), so that a million events 
 seconds. The SHA-256 of the event records is computed in the same pass, and the trailer is
 checked when it is reached: a damaged or truncated bundle raises `BundleError` before the
 iteration ends, after the events before the damage were handed out.
+
+Hostile input is refused the same way, and costs no more memory than a valid bundle: a frame's
+declared length is checked against the largest frame of its kind (`bundle_format`) before any of
+it is read, and the stream is read a chunk at a time, so what is held is at most a chunk plus one
+frame however much the file expands to. Positions must strictly increase (the order `$all` gives).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from repro.bundle_format import (
     FRAMED_EVENT_HEADER,
     MAGIC,
     MANIFEST,
+    MAX_EVENT_RECORD,
+    MAX_JSON_FRAME,
     MICROSECOND,
     TRAILER,
     VERSION,
@@ -43,6 +50,7 @@ CHUNK = 4 << 20
 _DECODE_AHEAD = FRAMED_EVENT_HEADER.size
 _WRONG_LENGTH = "the record has the wrong length"
 _SHORT = "the record is too short for an event header"
+_TIME = "its recorded time is out of range"
 _POSITION = struct.Struct("<Q")  # the first field of an event record
 _NO_CUTOFF = 1 << 64  # above every position
 _TAIL = 1 << 16  # bytes kept from the end of the stream, where the trailer is
@@ -92,6 +100,8 @@ class BundleReader:
         kind, length = FRAME.unpack_from(buffer)
         if kind != MANIFEST:
             raise BundleError(f"{path} has no manifest")
+        if length > MAX_JSON_FRAME:
+            raise BundleError(_too_large(path, "its manifest", length, MAX_JSON_FRAME))
         end = FRAME.size + length
         buffer = self._fill(buffer, end)
         if len(buffer) < end:
@@ -104,11 +114,12 @@ class BundleReader:
         self._file.close()
 
     def _fill(self, buffer: bytes, need: int) -> bytes:
-        """`buffer` plus what the stream has, until it holds `need` bytes or the input ends."""
+        """`buffer` plus what the stream has, until it holds `need` bytes or the input ends.
+        Read a chunk at a time, so that what is allocated is what the stream really held."""
         parts = [buffer]
         size = len(buffer)
         while size < need:
-            more = self._stream.read(max(CHUNK, need - size))
+            more = self._stream.read(CHUNK)
             if not more:
                 break
             parts.append(more)
@@ -142,22 +153,19 @@ class BundleReader:
                             return
                 if not decode:
                     offset = self._hash(buffer, offset, digest.update)
-            except (UnicodeDecodeError, ValueError) as exc:
+            except ValueError as exc:  # UnicodeDecodeError too
                 raise BundleError(f"{path} is corrupt: event {self.count + 1}: {exc}") from None
             # No whole event record at `offset`: the trailer, damage, or the end of the chunk.
             need = _DECODE_AHEAD
             if size - offset >= FRAME.size:
                 kind, length = FRAME.unpack_from(buffer, offset)
+                _check_frame(path, kind, length, self.count + 1)
                 end = offset + FRAME.size + length
                 if kind == TRAILER and end <= size:
                     self._check_trailer(buffer[offset + FRAME.size : end], digest, verify)
                     if end < size or self._stream.read(1):
                         raise BundleError(f"{path} has data after its trailer")
                     return
-                if kind == EVENT and end <= size:  # too short to hold an event header
-                    raise BundleError(f"{path} is corrupt: event {self.count + 1}: {_SHORT}")
-                if kind not in (EVENT, TRAILER):
-                    raise BundleError(f"{path} is corrupt: unknown frame {kind!r}")
                 need = max(end - offset, need)
             rest = buffer[offset:]
             buffer, offset = self._fill(rest, need), 0
@@ -172,7 +180,9 @@ class BundleReader:
         until: int,
     ) -> tuple[int, list[StoredEvent]]:
         """Decode the whole event records from `offset` on, up to position `until` (hashing
-        each with `update`); return where the first frame not decoded begins, and the events."""
+        each with `update`); return where the first frame not decoded begins, and the events.
+        A record that cannot be an event, or whose position is not after the one before it,
+        raises `ValueError`."""
         head, head_size = FRAMED_EVENT_HEADER.unpack_from, FRAMED_EVENT_HEADER.size
         frame_size, event_kind = FRAME.size, EVENT
         fixed = frame_size + EVENT_HEADER.size  # from a frame's start to its stream name
@@ -180,6 +190,7 @@ class BundleReader:
         size = len(buffer)
         batch: list[StoredEvent] = []
         append = batch.append
+        previous = -1 if self.last_position is None else self.last_position
         try:
             while offset + head_size <= size:
                 (
@@ -189,6 +200,9 @@ class BundleReader:
                 stop = offset + frame_size + length
                 if kind != event_kind or stop > size or position > until:
                     break
+                if position <= previous:
+                    raise ValueError(_out_of_order(position, previous))
+                previous = position
                 a = offset + fixed + n_stream
                 b = a + n_type
                 c = b + n_ctype
@@ -214,6 +228,9 @@ class BundleReader:
         except ValueError:  # UnicodeDecodeError too: count the events before it
             self._count(batch)
             raise
+        except OverflowError:  # a time outside what `datetime` can hold
+            self._count(batch)
+            raise ValueError(_TIME) from None
         self._count(batch)
         return offset, batch
 
@@ -226,27 +243,37 @@ class BundleReader:
 
     def _hash(self, buffer: bytes, offset: int, update: Callable[[bytes], None]) -> int:
         """Hash the whole event records from `offset` on, without decoding them; return where
-        the first frame that is not one begins."""
+        the first frame that is not one begins. Raise `ValueError` as `_decode` does for a
+        record too short for an event header or a position not after the one before it."""
         frame, frame_size, event_kind = FRAME.unpack_from, FRAME.size, EVENT
         shortest = EVENT_HEADER.size
         size = len(buffer)
-        start, count, last = offset, 0, offset
-        while offset + frame_size <= size:
-            kind, length = frame(buffer, offset)
-            stop = offset + frame_size + length
-            if kind != event_kind or stop > size:
-                break
-            if length < shortest:
-                raise ValueError(_SHORT)
-            update(buffer[offset + frame_size : stop])
-            count += 1
-            last = offset
-            offset = stop
-        if count:
-            self.count += count
-            if self.first_position is None:
-                self.first_position = _position(buffer, start)
-            self.last_position = _position(buffer, last)
+        previous = -1 if self.last_position is None else self.last_position
+        first: int | None = None
+        count = 0
+        try:
+            while offset + frame_size <= size:
+                kind, length = frame(buffer, offset)
+                stop = offset + frame_size + length
+                if kind != event_kind or stop > size:
+                    break
+                if length < shortest:
+                    raise ValueError(_SHORT)
+                position = _position(buffer, offset)
+                if position <= previous:
+                    raise ValueError(_out_of_order(position, previous))
+                update(buffer[offset + frame_size : stop])
+                if first is None:
+                    first = position
+                previous = position
+                count += 1
+                offset = stop
+        finally:  # count the events before a damaged one too
+            if count:
+                self.count += count
+                if self.first_position is None:
+                    self.first_position = first
+                self.last_position = previous
         return offset
 
     def trailer_at_end(self) -> dict[str, Any]:
@@ -266,8 +293,11 @@ class BundleReader:
 
     def _check_trailer(self, payload: bytes, digest: Any, verify: bool) -> None:
         trailer = json_object(self.path, payload)
-        if trailer.get("count") != self.count or (
-            verify and trailer.get("sha256") != digest.hexdigest()
+        if (
+            trailer.get("count") != self.count
+            or trailer.get("firstPosition") != self.first_position
+            or trailer.get("lastPosition") != self.last_position
+            or (verify and trailer.get("sha256") != digest.hexdigest())
         ):
             raise BundleError(f"{self.path} is corrupt: its content does not match its trailer")
 
@@ -288,6 +318,35 @@ def open_bundle(path: Path) -> Iterator[BundleReader]:
         raise BundleError(f"{path} does not exist") from None
     except IsADirectoryError:
         raise BundleError(f"{path} is a directory, not a bundle") from None
+
+
+def _check_frame(path: Path, kind: bytes, length: int, number: int) -> None:
+    """Refuse a frame after the manifest that is not an event or the trailer, or whose declared
+    length its kind cannot have, before any of its payload is read (`number`: of the event)."""
+    if kind == EVENT:
+        if length < EVENT_HEADER.size:
+            raise BundleError(f"{path} is corrupt: event {number}: {_SHORT}")
+        if length > MAX_EVENT_RECORD:
+            raise BundleError(_too_large(path, f"event {number}", length, MAX_EVENT_RECORD))
+    elif kind == TRAILER:
+        if length > MAX_JSON_FRAME:
+            raise BundleError(_too_large(path, "its trailer", length, MAX_JSON_FRAME))
+    else:
+        raise BundleError(f"{path} is corrupt: unknown frame {kind!r}")
+
+
+def _too_large(path: Path, what: str, length: int, limit: int) -> str:
+    return (
+        f"{path} is corrupt: {what} declares {length:,} bytes, more than the {limit:,}"
+        " a bundle allows (refused before reading it)"
+    )
+
+
+def _out_of_order(position: int, previous: int) -> str:
+    return (
+        f"its position {position} is not after the position before it ({previous});"
+        " positions in a bundle strictly increase"
+    )
 
 
 def json_object(path: Path, payload: bytes) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import orjson
 from repro.bundle import VERSION as BUNDLE_VERSION
 from repro.bundle import BundleWriter
 from repro.cutoff import Cutoff, ReplayError, ToEnd, take
-from repro.history import EventSource, SourceUnavailable
+from repro.history import EventSource, SourceLost, SourceUnavailable
 from repro.progress import Progress
 from usersvc.events import stream_name, username_from_stream
 from usersvc.records import StoredEvent
@@ -175,6 +175,8 @@ def export(
                 bar.update(1, event.commit_position)
             source.check_forgotten()
             trailer = writer.trailer()
+    except SourceLost:
+        raise  # the source went away partway: not a refusal (no file is left either way)
     except SourceUnavailable as exc:
         raise ReplayError(str(exc)) from None
     partial.replace(output)

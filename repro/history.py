@@ -1,7 +1,10 @@
 """Where a replay or an export reads history from: EventStoreDB over gRPC, or a bundle file.
 
 Both yield `StoredEvent`s of the chosen stream prefix in `$all` order, strictly after a given
-position, and both fail with `SourceUnavailable` naming the source when it cannot be read. A
+position, and both fail with `SourceUnavailable` naming the source when it cannot be read:
+`SourceLost` when a server that answered stops answering while it is read (a replay then stopped
+partway), `SourceUnavailable` itself when the source cannot be used at all (unreachable, or a
+bundle that is not one, or damaged: input to refuse). A
 bundle is checked while it is read: a damaged or truncated one fails at the point the damage is
 found, at the latest at its trailer, so a reader that discards its work on failure writes nothing.
 
@@ -32,6 +35,11 @@ SOURCE_TIMEOUT = 10.0
 
 class SourceUnavailable(RuntimeError):
     pass
+
+
+class SourceLost(SourceUnavailable):
+    """Reading a source that answered failed (a server gone, a connection lost): not something
+    wrong with the input; the same read may succeed later."""
 
 
 class EventSource(Protocol):
@@ -106,7 +114,7 @@ class EsdbSource:
                     continue  # read_all is inclusive; replay starts after a checkpoint
                 yield to_stored(recorded)
         except EventStoreDBClientException as exc:
-            raise SourceUnavailable(f"reading EventStoreDB at {self.label} failed: {exc}") from None
+            raise SourceLost(f"reading EventStoreDB at {self.label} failed: {exc}") from None
 
     def _truncation_events(self, after: int | None) -> Iterator[StoredEvent]:
         """Every metadata event and tombstone after `after` (all of them for None); remembers
@@ -121,7 +129,7 @@ class EsdbSource:
                 self._since = event.commit_position
                 yield event
         except EventStoreDBClientException as exc:
-            raise SourceUnavailable(
+            raise SourceLost(
                 f"reading the stream metadata of EventStoreDB at {self.label} failed: {exc}"
             ) from None
 

@@ -4,9 +4,16 @@ A replay is a prefix of `$all` up to a cutoff (the rule in full: `repro.cutoff`)
 worker's `Reader` and committed batch by batch by the worker's `project` with the same
 `Projection`, so it halts where the live worker halts. The whole replay (migrations, snapshot rows,
 every batch, the manifest row) is ONE transaction of the target: a refused cutoff, a damaged bundle
-(checked while it is applied, no separate pass), a source that fails midway or an interrupt leave
-nothing behind. An event the projection cannot apply halts the replay just before it
-(`ReplayHalted`): what came before it is committed with a manifest row that says where and why.
+(checked while it is applied, no separate pass), a source that fails midway (`ReplayFailed`) or an
+interrupt (`Interrupted`: SIGINT, or SIGTERM under `repro.interrupts`) leave nothing behind, not
+even the schema, so a target holding a manifest row is always a replay that ended; the commit
+itself is not cut in two by a signal (one that arrives during it is acted on after it: the replay
+has then finished). An event the projection cannot apply halts the replay just before it
+(`ReplayHalted`): what came before it is committed with a manifest row that says where and why
+(`details.status` is "halted", "finished" otherwise). A target that holds data is refused unless
+forced, saying what it holds: a replay that finished or halted (its manifest row), or rows with no
+manifest (a live read model, or one left by an interrupted replay of a version that committed as
+it went); `force` empties it, manifest included, in the replay's transaction.
 A patched projection (`ReplayRequest.projection`, a subclass of the worker's) replays the same
 history through a fix under test; the manifest names the projection that built the target.
 Forgetting: the source drops events below their stream's truncation (`repro.forgetting`), and a
@@ -17,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import math
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -29,18 +38,44 @@ import psycopg
 from psycopg import sql
 
 from repro.cutoff import Cutoff, ReplayError, ToEnd, take
-from repro.history import EventSource, SourceUnavailable
+from repro.history import EventSource, SourceLost, SourceUnavailable
+from repro.interrupts import Hold, Interrupted, signal_name
 from repro.loading import qualified_name
 from repro.progress import Progress
 from repro.snapshot import SnapshotError, check_snapshot, restore_rows
-from usersvc.readmodel import CHECKPOINT_TABLE, MANIFEST_TABLE, USER_TABLE, ReadModel
+from usersvc.readmodel import (
+    CHECKPOINT_TABLE,
+    MANIFEST_TABLE,
+    PARKED_EVENT_TABLE,
+    PARKED_STREAM_TABLE,
+    SKIPPED_EVENT_TABLE,
+    USER_TABLE,
+    ReadModel,
+)
 from worker.migrator import apply_migrations, load_migrations
 from worker.pipeline import Committed, project
 from worker.projection import Projection, ProjectionError
 from worker.reader import Reader, SourceFailed
 
+log = logging.getLogger(__name__)
+
+# The tables whose rows are a read model's state (the manifest says how a replay built them).
+_STATE_TABLES = (
+    USER_TABLE,
+    CHECKPOINT_TABLE,
+    PARKED_STREAM_TABLE,
+    PARKED_EVENT_TABLE,
+    SKIPPED_EVENT_TABLE,
+)
+
 BATCH_SIZE = 10_000
 PREFETCH_BATCHES = 4
+_NOTHING_WRITTEN = "nothing was written (the replay is one transaction, rolled back)"
+
+
+class ReplayFailed(RuntimeError):
+    """The replay stopped partway because reading its source failed (a server gone); it was
+    rolled back: nothing was written, and the same replay may succeed when the source is back."""
 
 
 class ReplayHalted(ReplayError):
@@ -92,6 +127,38 @@ class ReplaySummary:
 
 def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
     """Check what can be checked up front, then build the target in one transaction."""
+    # From the commit (or rollback) until this returns, a stop request is held (and logged), so
+    # that a signal cannot leave it unknown whether the commit happened; before, it rolls back.
+    committing = Hold()
+    try:
+        try:
+            summary, halted = _replay(source, request, committing)
+        except KeyboardInterrupt as exc:
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            raise Interrupted(
+                signum,
+                f"interrupted by {signal_name(signum)} before it finished; {_NOTHING_WRITTEN}:"
+                " run the same command again",
+            ) from None
+        if committing.signum is not None:
+            log.warning(
+                "%s arrived while the replay was committing: the replay had finished, and is kept",
+                signal_name(committing.signum),
+            )
+        if halted is not None:
+            raise ReplayHalted(
+                f"{halted}; the replay stopped before it, as the live worker does: the target"
+                f" holds the read model up to position {summary.last_position}"
+                f" (checksum {summary.checksum})"
+            )
+        return summary
+    finally:
+        committing.release()
+
+
+def _replay(
+    source: EventSource, request: ReplayRequest, committing: Hold
+) -> tuple[ReplaySummary, ProjectionError | None]:
     after = request.from_position
     if request.snapshot is not None:
         if request.from_position is not None:
@@ -110,19 +177,27 @@ def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
         Progress("replay", span=span) as bar,
     ):
         try:
-            with conn.transaction(), fewer_collections():
-                summary, halted = _build(conn, source, request, after, bar)
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(conn.transaction())
+                stack.callback(committing.hold)  # exited first: before the commit or rollback
+                stack.enter_context(fewer_collections())
+                return _build(conn, source, request, after, bar)
         except SourceFailed as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ReplayError):
-                raise cause from None
-            raise ReplayError(f"{cause or exc}; nothing was written") from None
-    if halted is not None:
-        raise ReplayHalted(
-            f"{halted}; the replay stopped before it, as the live worker does: the target holds"
-            f" the read model up to position {summary.last_position} (checksum {summary.checksum})"
-        )
-    return summary
+            raise _source_failure(exc.__cause__ or exc) from None
+        except SnapshotError as exc:
+            raise ReplayError(f"{exc}; {_NOTHING_WRITTEN}") from None
+
+
+def _source_failure(cause: BaseException) -> Exception:
+    """What a replay whose source failed while it was read raises (it was rolled back)."""
+    if isinstance(cause, ReplayError):  # a cutoff outside the history, found while reading
+        return cause
+    if isinstance(cause, SourceUnavailable) and not isinstance(cause, SourceLost):
+        return ReplayError(f"{cause}; {_NOTHING_WRITTEN}")  # a damaged bundle: input to refuse
+    return ReplayFailed(
+        f"the source failed while it was read: {cause}; {_NOTHING_WRITTEN}:"
+        " run the same command again when the source is back"
+    )
 
 
 @contextlib.contextmanager
@@ -188,7 +263,7 @@ def _build(
         # A deletion during the replay must not leave the user in the target.
         source.check_forgotten()
     except SourceUnavailable as exc:
-        raise ReplayError(f"{exc}; nothing was written") from None
+        raise _source_failure(exc) from None
     last = projection.checkpoint(conn)
     checksum = table_checksum(conn, request.schema)
     summary = ReplaySummary(
@@ -223,31 +298,60 @@ class _Tally:
 
 
 def _check_target(request: ReplayRequest) -> None:
+    """Refuse a target schema that holds data, unless forced, saying what it holds."""
     try:
         with psycopg.connect(request.target_url, connect_timeout=10) as conn:
-            tables = conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
-                " AND table_name = ANY(%s)",
-                (request.schema, [USER_TABLE, CHECKPOINT_TABLE, MANIFEST_TABLE]),
-            ).fetchall()
-            for (table,) in tables:
-                row = conn.execute(
-                    sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
-                        sql.Identifier(request.schema, table)
-                    )
-                ).fetchone()
-                if row and row[0] and not request.force:
-                    raise ReplayError(
-                        f"the target schema {request.schema} already holds data (table {table});"
-                        " replay into a fresh database or schema, or pass --force to replace it"
-                    )
+            held = _held_data(conn, request.schema)
     except psycopg.OperationalError as exc:
         raise ReplayError(f"cannot connect to the target database: {exc}") from None
+    if held is not None and not request.force:
+        raise ReplayError(
+            f"the target schema {request.schema} already holds data ({held}); replay into a"
+            " fresh database or schema, or pass --force to empty it and replay again"
+        )
+
+
+def _held_data(conn: psycopg.Connection[Any], schema: str) -> str | None:
+    """What the read-model tables of `schema` hold, in words; None when they are empty."""
+    tables = {
+        name
+        for (name,) in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
+            " AND table_name = ANY(%s)",
+            (schema, [*_STATE_TABLES, MANIFEST_TABLE]),
+        )
+    }
+    model = ReadModel(schema)
+    if MANIFEST_TABLE in tables:
+        latest = conn.execute(
+            sql.SQL(
+                "SELECT source, until_spec, last_position, details->'haltedAt' FROM {}"
+                " ORDER BY id DESC LIMIT 1"
+            ).format(model.manifest)
+        ).fetchone()
+        if latest is not None:
+            source, until, last, halted_at = latest
+            if halted_at is not None:
+                return f"a replay of {source} that halted before position {halted_at}"
+            return f"a finished replay of {source}, {until}, up to position {last}"
+    for table in (name for name in _STATE_TABLES if name in tables):
+        row = conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(schema, table))
+        ).fetchone()
+        if row and row[0]:
+            return (
+                f"table {table} has rows but there is no replay manifest: a live read model, or"
+                " what an interrupted replay of an earlier version left (those committed as they"
+                " went), not a finished replay"
+            )
+    return None
 
 
 def _empty(conn: psycopg.Connection[Any], schema: str) -> None:
-    model = ReadModel(schema)
-    conn.execute(sql.SQL("TRUNCATE {}, {} RESTART IDENTITY").format(model.users, model.checkpoints))
+    """Empty the read model (parked and skipped events too) and its replay manifest (`--force`),
+    in the replay's transaction (the migrations, applied just before, made every table)."""
+    tables = [sql.Identifier(schema, name) for name in (*_STATE_TABLES, MANIFEST_TABLE)]
+    conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(sql.SQL(", ").join(tables)))
 
 
 def table_checksum(conn: psycopg.Connection[Any], schema: str) -> str:
@@ -293,6 +397,7 @@ def _write_manifest(
                     "seconds": round(summary.seconds, 3),
                     "snapshot": request.snapshot.name if request.snapshot else None,
                     "restoredRows": summary.restored_rows,
+                    "status": "halted" if halted else "finished",
                     "haltedAt": halted.commit_position if halted else None,
                     "haltReason": halted.reason if halted else None,
                     "projection": qualified_name(request.projection),

@@ -4,6 +4,11 @@ A snapshot is zstd-compressed JSON lines: a header (format, the schema version, 
 migration applied, the checkpoint name and position, the row count), one line per row, and a
 trailer with the SHA-256 of the row lines. `replay --from-snapshot` checks it, then streams it
 into a fresh schema of the same version and replays only what came after its checkpoint.
+
+A damaged or hostile file is refused with `SnapshotError`, and reading one holds no more memory
+than reading a valid one: a line may have at most `MAX_LINE` bytes (a row has well under 2 KiB),
+the header's counts must be counts, and each row must have the read model's shape before it is
+copied; a row PostgreSQL still refuses (a bad time, a duplicate username) is refused the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ from usersvc.readmodel import ReadModel
 from worker.migrator import load_migrations
 
 FORMAT = "usersvc-snapshot"
+# The longest line read: far above a header, a trailer or a row (two names of at most 100
+# characters, a time, an id and two numbers), far below what would strain memory.
+MAX_LINE = 64 << 10
+# The JSON types of a row's values, in `USER_COLUMNS` order.
+_ROW_TYPES = (str, str, str, str, int, int)
 
 
 class SnapshotError(ValueError):
@@ -84,11 +94,18 @@ def _write_rows(
 
 
 def _lines(path: Path) -> Iterator[bytes]:
-    """The lines of a snapshot, each with its newline, decompressed as they are read."""
+    """The lines of a snapshot, each with its newline, decompressed as they are read; a line
+    longer than `MAX_LINE` is refused before more of it is read."""
     try:
         with open(path, "rb") as raw:
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-            yield from io.BufferedReader(reader, buffer_size=1 << 20)
+            lines = io.BufferedReader(reader, buffer_size=1 << 20)
+            while line := lines.readline(MAX_LINE + 1):
+                if len(line) > MAX_LINE:
+                    raise SnapshotError(
+                        f"snapshot {path} is corrupt: a line is longer than {MAX_LINE:,} bytes"
+                    )
+                yield line
     except (OSError, zstandard.ZstdError) as exc:
         raise SnapshotError(f"cannot read snapshot {path}: {exc}") from None
 
@@ -100,8 +117,9 @@ def _scan(path: Path) -> Iterator[dict[str, Any] | bytes]:
     if header.get("format") != FORMAT:
         raise SnapshotError(f"{path} is not a usersvc snapshot")
     yield header
+    rows = _count(path, header, "rows")
+    _count(path, header, "checkpoint", optional=True)
     digest = hashlib.sha256()
-    rows = int(header.get("rows") or 0)
     for _ in range(rows):
         line = next(lines, b"")
         if not line.endswith(b"\n"):
@@ -113,6 +131,34 @@ def _scan(path: Path) -> Iterator[dict[str, Any] | bytes]:
         raise SnapshotError(f"snapshot {path} is truncated")
     if _json(path, trailer).get("sha256") != digest.hexdigest() or next(lines, None) is not None:
         raise SnapshotError(f"snapshot {path} is corrupt: its rows do not match its trailer")
+
+
+def _count(path: Path, header: dict[str, Any], key: str, *, optional: bool = False) -> int:
+    """The header's `key`, a whole number >= 0 (or None when `optional`), else refused."""
+    value = header.get(key)
+    if value is None and optional:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SnapshotError(f"snapshot {path} is corrupt: its header's {key} is {value!r}")
+    return value
+
+
+def _row(path: Path, line: bytes, number: int) -> list[Any]:
+    """The values of a row line, refused unless they have the read model's shape."""
+    try:
+        row = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        row = None
+    if (
+        not isinstance(row, list)
+        or len(row) != len(_ROW_TYPES)
+        or any(
+            not isinstance(value, kind) or isinstance(value, bool)
+            for value, kind in zip(row, _ROW_TYPES, strict=True)
+        )
+    ):
+        raise SnapshotError(f"snapshot {path} is corrupt: row {number} is not a read-model row")
+    return row
 
 
 def _json(path: Path, line: bytes) -> dict[str, Any]:
@@ -142,13 +188,20 @@ def check_snapshot(path: Path) -> dict[str, Any]:
 
 def restore_rows(conn: psycopg.Connection[Any], schema: str, path: Path) -> int:
     """Copy the rows of a checked snapshot into `schema` (in the caller's transaction), in their
-    original order; return how many."""
+    original order; return how many. A row that is not a read-model row, or that PostgreSQL
+    refuses (a bad time, a name too long, a duplicate username), raises `SnapshotError`; the
+    caller's transaction is then to be rolled back."""
     model = ReadModel(schema)
     copy = sql.SQL("COPY {} ({}) FROM STDIN").format(model.users, model.user_columns)
     count = 0
-    with conn.cursor() as cursor, cursor.copy(copy) as writer:
-        for item in _scan(path):
-            if isinstance(item, bytes):
-                writer.write_row(orjson.loads(item))
-                count += 1
+    try:
+        with conn.cursor() as cursor, cursor.copy(copy) as writer:
+            for item in _scan(path):
+                if isinstance(item, bytes):
+                    writer.write_row(_row(path, item, count + 1))
+                    count += 1
+    except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+        raise SnapshotError(
+            f"snapshot {path} holds a row the read model refuses: {exc.diag.message_primary}"
+        ) from None
     return count

@@ -20,6 +20,7 @@ from usersvc_cli.repro_commands import (
     cutoff_of,
     projection_class,
     source_of,
+    stoppable,
 )
 
 BISECT_HELP = (
@@ -87,7 +88,7 @@ def register(commands: Any) -> None:
         action="store_true",
         help="stop at the event found instead of checking the rest of the range for the rule",
     )
-    bisect.set_defaults(run=_bisect)
+    bisect.set_defaults(run=stoppable(_bisect))
 
     diff = commands.add_parser(
         "diff", help="compare two read models row by row", description=DIFF_HELP
@@ -100,7 +101,7 @@ def register(commands: Any) -> None:
         "--limit", type=_positive, metavar="N", help="show at most N differences (all counted)"
     )
     diff.add_argument("--json", action="store_true", help="JSON lines instead of text")
-    diff.set_defaults(run=_diff)
+    diff.set_defaults(run=stoppable(_diff))
 
     bundle = commands.add_parser("bundle", help="read bundle files")
     actions = bundle.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
@@ -112,7 +113,7 @@ def register(commands: Any) -> None:
         " base64 otherwise (`dataBase64`); metadata likewise.",
     )
     cat.add_argument("file", type=Path, metavar="FILE")
-    cat.set_defaults(run=_bundle_cat)
+    cat.set_defaults(run=stoppable(_bundle_cat))
 
 
 def _positive(value: str) -> int:

@@ -1,9 +1,13 @@
 """How a `usersvc` command fails: one line on stderr and an exit code a script can rely on.
 
-A command raises `Refused` (exit 2) when its input or its surroundings rule it out before it has
-changed anything: a bad argument or setting, a database it cannot reach, a folder that is not
-there. It raises `Failed` (exit 1) when it stopped partway. `usersvc_cli.main` logs the message
-as the one line and returns the code. Third-party errors are translated where a command meets them
+A command raises `Refused` (exit 2) when its input or its surroundings rule it out, and it has
+changed nothing: a bad argument or setting, a database it cannot reach, a folder that is not
+there, a damaged or hostile file found out while it is read. It raises `Failed` (exit 1) when it
+stopped partway for another reason (a source that went away, a database error): the message says
+what that left. `Stopped` (exit 128 + N, as a shell reports a process that signal N ended: 130
+for SIGINT, 143 for SIGTERM) is a stop asked for from outside; the offline tools turn SIGTERM into
+the same clean stop as Ctrl-C (`repro.interrupts`). `usersvc_cli.main` logs the message as the
+one line and returns the code. Third-party errors are translated where a command meets them
 (`usersvc_cli.database` for PostgreSQL), each once.
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 REFUSED = 2
 FAILED = 1
+SIGNALLED = 128  # plus the signal's number
 
 
 class CommandError(Exception):
@@ -29,6 +34,14 @@ class Failed(CommandError):
     """The command stopped partway."""
 
     exit_code = FAILED
+
+
+class Stopped(CommandError):
+    """The command was stopped partway by signal `signum` (SIGINT, SIGTERM)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = SIGNALLED + signum
 
 
 def one_line(exc: BaseException) -> str:

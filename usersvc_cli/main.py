@@ -3,19 +3,29 @@
 Each sub-command imports its package only when it runs, so `usersvc migrate` never loads Flask
 and `usersvc emulator` never loads psycopg. The settings are loaded once, here, and passed to the
 command. A command that cannot do its job ends with one line on stderr and exit status 2 (refused:
-bad input, nothing changed) or 1 (failed partway); see `usersvc_cli.errors`.
+bad input, nothing changed), 1 (failed partway) or 128 + N (stopped by signal N: 130 for SIGINT,
+143 for SIGTERM); see `usersvc_cli.errors`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
 from usersvc.logs import configure_logging, name_process
 from usersvc.settings import Settings, SettingsError, load_settings
-from usersvc_cli.errors import FAILED, REFUSED, CommandError, Failed, Refused, one_line
+from usersvc_cli.errors import (
+    FAILED,
+    REFUSED,
+    SIGNALLED,
+    CommandError,
+    Failed,
+    Refused,
+    one_line,
+)
 
 log = logging.getLogger("usersvc")
 
@@ -153,8 +163,11 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     except SettingsError as exc:
         log.error("%s", exc)
         return REFUSED
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:
+        # SIGINT, or SIGTERM under `repro.interrupts` (its `Interrupted` names the signal).
+        signum = int(getattr(exc, "signum", signal.SIGINT))
+        log.error("usersvc %s interrupted by %s", args.command, signal.Signals(signum).name)
+        return SIGNALLED + signum
     except Exception as exc:
         # Not foreseen: still one line; the traceback for whoever runs with LOG_LEVEL=DEBUG.
         log.error("usersvc %s failed: %s: %s", args.command, type(exc).__name__, one_line(exc))

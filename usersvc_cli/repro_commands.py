@@ -1,19 +1,24 @@
 """`usersvc replay`, `usersvc export` and `usersvc snapshot`: reproduce a production bug locally;
 `usersvc events check`: can this version read the stored events. `usersvc bisect`, `diff` and
-`bundle cat` are in `usersvc_cli.bug_commands`."""
+`bundle cat` are in `usersvc_cli.bug_commands`. Each of them stops on SIGTERM as on Ctrl-C
+(`stoppable`): cleaned up, one line, exit 128 + the signal's number."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from usersvc.events import STREAM_PREFIX
 from usersvc.settings import Settings
-from usersvc_cli.errors import Failed, Refused, one_line
+from usersvc_cli.errors import Failed, Refused, Stopped, one_line
+
+Command = Callable[[argparse.Namespace, Settings], int]
 
 CUTOFF_HELP = (
     "A replay is always a prefix of $all. --until-position and --until-event-id include that "
@@ -22,6 +27,29 @@ CUTOFF_HELP = (
     "later one is out). A cutoff before the first event or after the last is refused. "
     "--from-position P starts strictly after P."
 )
+REPLAY_HELP = (
+    "The replay is one transaction of the target: it ends with a summary and a replay_manifest"
+    " row (exit 0), or leaves nothing behind, not even the schema. Exit 2: refused, nothing"
+    " written (a bad argument or cutoff, an unreachable source or target, a target that holds"
+    " data, a damaged or malformed bundle or snapshot). Exit 1: stopped partway; when an event"
+    " cannot be applied the target holds the read model before it and a manifest row saying"
+    " where and why; when the source fails midway nothing was written. Exit 130 (SIGINT) or"
+    " 143 (SIGTERM): stopped partway on request, nothing written. After 1, 130 or 143 run the"
+    " same command again (with --force when the target was kept). "
+)
+
+
+def stoppable(run: Command) -> Command:
+    """`run` with SIGTERM stopping it as Ctrl-C does (`repro.interrupts`)."""
+
+    @functools.wraps(run)
+    def run_stoppable(args: argparse.Namespace, settings: Settings) -> int:
+        from repro.interrupts import stopped_by_signals
+
+        with stopped_by_signals():
+            return run(args, settings)
+
+    return run_stoppable
 
 
 def _time(value: str) -> datetime:
@@ -68,7 +96,7 @@ def register(commands: Any) -> None:
     replay = commands.add_parser(
         "replay",
         help="replay history into a fresh database up to a moment",
-        description="Replay $all into a fresh read model. " + CUTOFF_HELP,
+        description="Replay $all into a fresh read model. " + REPLAY_HELP + CUTOFF_HELP,
     )
     replay.add_argument("--target-database-url", required=True)
     replay.add_argument("--schema", help="target schema (default: DATABASE_SCHEMA)")
@@ -82,14 +110,18 @@ def register(commands: Any) -> None:
         metavar="FILE",
         help="restore this snapshot, then replay what came after it",
     )
-    replay.add_argument("--force", action="store_true", help="replace data in the target")
+    replay.add_argument(
+        "--force",
+        action="store_true",
+        help="empty the target's read model and replay manifest first, in the same transaction",
+    )
     replay.add_argument(
         "--projection",
         metavar="MODULE:CLASS",
         help="replay with this projection (a subclass of worker.projection.Projection, e.g. a"
         " fix under test; MODULE may be a path/to/file.py), then compare with usersvc diff",
     )
-    replay.set_defaults(run=_replay)
+    replay.set_defaults(run=stoppable(_replay))
 
     export = commands.add_parser(
         "export",
@@ -113,13 +145,13 @@ def register(commands: Any) -> None:
         help="the secret key of the pseudonyms (HMAC-SHA-256): the same key gives the same"
         " tokens in every export; default: a key generated for this export and forgotten",
     )
-    export.set_defaults(run=_export)
+    export.set_defaults(run=stoppable(_export))
 
     snapshot = commands.add_parser("snapshot", help="save the read model and its checkpoint")
     snapshot.add_argument("--output", type=Path, required=True)
     snapshot.add_argument("--database-url", help="default: DATABASE_URL")
     snapshot.add_argument("--schema", help="default: DATABASE_SCHEMA")
-    snapshot.set_defaults(run=_snapshot)
+    snapshot.set_defaults(run=stoppable(_snapshot))
 
     events = commands.add_parser("events", help="check the stored events")
     actions = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
@@ -136,7 +168,7 @@ def register(commands: Any) -> None:
         "--source-esdb", metavar="URL", help="default: ESDB_CONNECTION_STRING"
     )
     check_source.add_argument("--from-bundle", type=Path, metavar="FILE")
-    check.set_defaults(run=_events_check, stream_prefix=STREAM_PREFIX)
+    check.set_defaults(run=stoppable(_events_check), stream_prefix=STREAM_PREFIX)
 
     from usersvc_cli.bug_commands import register as register_bug_commands
 
@@ -181,7 +213,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
     from repro.cutoff import ReplayError
     from repro.history import SourceUnavailable
-    from repro.replay import ReplayHalted, ReplayRequest, replay
+    from repro.interrupts import Interrupted
+    from repro.replay import ReplayFailed, ReplayHalted, ReplayRequest, replay
     from usersvc_cli.database import check_postgres_url
 
     check_postgres_url(args.target_database_url, "--target-database-url")
@@ -204,8 +237,12 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
             )
         finally:
             source.close()
+    except Interrupted as exc:
+        raise Stopped(f"replay stopped partway: {exc}", exc.signum) from None
     except ReplayHalted as exc:
         raise Failed(f"replay stopped: {one_line(exc)}") from None
+    except ReplayFailed as exc:
+        raise Failed(f"replay stopped partway: {one_line(exc)}") from None
     except (ReplayError, SourceUnavailable) as exc:
         raise Refused(f"replay refused: {one_line(exc)}") from None
     except psycopg.Error as exc:
@@ -217,7 +254,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     from repro.cutoff import ReplayError
     from repro.export import check_output, export, read_key
-    from repro.history import SourceUnavailable
+    from repro.history import SourceLost, SourceUnavailable
 
     fields = [f.strip() for f in args.redact.split(",") if f.strip()]
     if args.redact_key_file is not None and not fields:
@@ -237,6 +274,8 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
             )
         finally:
             source.close()
+    except SourceLost as exc:
+        raise Failed(f"export stopped partway: {one_line(exc)}; no file was left") from None
     except (ReplayError, SourceUnavailable) as exc:
         raise Refused(f"export refused: {one_line(exc)}") from None
     sys.stdout.write(

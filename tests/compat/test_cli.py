@@ -5,6 +5,7 @@ refuses a damaged log in one line; `usersvc emulator --import FILE` loads a user
 from __future__ import annotations
 
 import signal
+import struct
 import subprocess
 import sys
 import uuid
@@ -18,6 +19,8 @@ from esdbclient import EventStoreDBClient, StreamState
 
 from esdb_emulator import Store
 from repro.bundle import write_bundle
+from repro.bundle_format import EVENT
+from tests.fixtures.bundles import assemble, frames, raw_content, rewrite
 from tests.fixtures.damaged_logs import damage_frame, data_files, fill, tear_last_frame
 from tests.fixtures.esdb_events import events
 from tests.fixtures.processes import free_port, signal_other_thread, wait_for_line
@@ -262,3 +265,21 @@ def test_salvage_refuses_a_target_that_is_not_empty_and_writes_nothing(tmp_path:
     assert refused.returncode == 1
     assert "is not empty" in refused.stderr
     assert data_files(target) == {"keep": b"mine"}
+
+
+def test_a_hostile_bundle_is_one_line_and_exit_1_not_a_traceback(tmp_path: Path) -> None:
+    """A bundle whose event says it was recorded in the year 146 billion (its time field is
+    the largest a bundle can hold): refused like any damaged bundle."""
+    good = tmp_path / "good.bundle"
+    write_bundle(good, [stored(5_000, "user-bob", 0)], {"source": "test"})
+    records = [payload for kind, payload in frames(raw_content(good)) if kind == EVENT]
+    records[0] = records[0][:16] + struct.pack("<q", (1 << 63) - 1) + records[0][24:]
+    hostile = tmp_path / "hostile.bundle"
+    rewrite(hostile, assemble(b"{}", records))
+    argv = [*USERSVC_EMULATOR, "--port", "0", "--mem", "--import", str(hostile)]
+    failed = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines() == [
+        line for line in failed.stderr.splitlines() if "import of" in line
+    ]
+    assert "event 1: its recorded time is out of range" in failed.stderr

@@ -19,7 +19,9 @@ from psycopg import sql
 
 from esdb_emulator import EmbeddedServer
 from repro.bundle import read_bundle, read_manifest
+from repro.bundle_format import EVENT, FRAME
 from repro.progress import Progress
+from tests.fixtures.bundles import assemble, frames, raw_content, rewrite
 from usersvc.events import UserCreated, encode_user_created, stream_name
 from usersvc.settings import load_settings
 from usersvc_cli.main import build_parser, run_command
@@ -82,6 +84,15 @@ def test_help_states_the_cutoff_rule(capsys: pytest.CaptureFixture[str]) -> None
     text = " ".join(capsys.readouterr().out.split())
     assert "always a prefix of $all" in text
     assert "events stamped exactly TIME are in" in text
+
+
+def test_help_states_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        usersvc("replay", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Exit 2: refused, nothing written" in text
+    assert "Exit 1: stopped partway" in text
+    assert "Exit 130 (SIGINT) or 143 (SIGTERM): stopped partway on request, nothing written" in text
 
 
 def test_replay_from_the_configured_source_prints_a_summary_and_records_a_manifest(
@@ -219,6 +230,57 @@ def test_a_damaged_bundle_exits_2_and_writes_nothing(
         )
     assert code == 2
     assert "replay refused" in caplog.text and "truncated" in caplog.text
+    assert user_count(pg_url, target) is None
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "message"),
+    [
+        (
+            "positions out of order",
+            lambda records: [records[0], records[2], records[1], *records[3:]],
+            "event 3: its position",
+        ),
+        (
+            "an event declaring 1.5 GiB",
+            lambda records: records,
+            "declares 1,610,612,736 bytes, more than",
+        ),
+    ],
+)
+def test_a_hostile_bundle_exits_2_with_one_line_and_writes_nothing(
+    settings_env: None,
+    pg_url: str,
+    unique: str,
+    tmp_path: Path,
+    caplog: Any,
+    case: str,
+    change: Any,
+    message: str,
+) -> None:
+    bundle = tmp_path / "hostile.bundle"
+    assert usersvc("export", "--output", str(bundle)) == 0
+    records = [payload for kind, payload in frames(raw_content(bundle)) if kind == EVENT]
+    content = assemble(b"{}", change(records))
+    if case == "an event declaring 1.5 GiB":
+        at = content.index(records[3]) - FRAME.size
+        content = content[:at] + FRAME.pack(EVENT, 1536 << 20) + content[at + FRAME.size :]
+    rewrite(bundle, content)
+    target = f"h_{unique}"
+    with caplog.at_level(logging.ERROR):
+        code = usersvc(
+            "replay",
+            "--target-database-url",
+            pg_url,
+            "--schema",
+            target,
+            "--from-bundle",
+            str(bundle),
+        )
+    assert code == 2
+    assert len(caplog.records) == 1
+    assert caplog.records[0].getMessage().startswith("replay refused: ")
+    assert message in caplog.text
     assert user_count(pg_url, target) is None
 
 

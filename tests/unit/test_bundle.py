@@ -9,7 +9,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-import zstandard
 
 from repro import bundle_reader, event_maker
 from repro.bundle import (
@@ -23,6 +22,7 @@ from repro.bundle import (
     verify_bundle,
     write_bundle,
 )
+from tests.fixtures.bundles import raw_content, rewrite
 from usersvc.records import StoredEvent
 
 START = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -41,14 +41,6 @@ def events(count: int, first_position: int = 0) -> Iterator[StoredEvent]:
             content_type="application/json" if i % 7 else "application/octet-stream",
             recorded_at=START + timedelta(microseconds=i * 1001),
         )
-
-
-def raw_content(path: Path) -> bytes:
-    return zstandard.ZstdDecompressor().stream_reader(path.read_bytes()).read()
-
-
-def rewrite(path: Path, content: bytes) -> None:
-    path.write_bytes(zstandard.ZstdCompressor().compress(content))
 
 
 def test_events_round_trip_exactly_with_the_manifest(tmp_path: Path) -> None:
