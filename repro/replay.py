@@ -53,6 +53,7 @@ from usersvc.readmodel import (
     ReadModel,
 )
 from worker.migrator import apply_migrations, load_migrations
+from worker.parking import Parking, ParkingPolicy
 from worker.pipeline import Committed, project
 from worker.projection import Projection, ProjectionError
 from worker.reader import Reader, SourceFailed
@@ -96,6 +97,10 @@ class ReplayRequest:
     batch_size: int = BATCH_SIZE
     # A patched projection (a fix under test): a subclass of the worker's, built the same way.
     projection: type[Projection] = Projection
+    # None: halt at the first event the projection refuses (the default). A number: park the
+    # stream of each such event instead, as the live worker does (at the first refusal), and
+    # halt only beyond this many parked streams (worker.parking).
+    park_up_to: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class ReplaySummary:
     seconds: float
     checksum: str
     restored_rows: int
+    parked: int = 0  # events set aside behind parked streams (`replay --park`)
 
     def lines(self) -> list[str]:
         rate = (self.applied + self.skipped) / self.seconds if self.seconds else 0.0
@@ -122,7 +128,11 @@ class ReplaySummary:
             ),
             f"duration: {self.seconds:.2f} s ({rate:,.0f} events/s)",
             f"checksum: {self.checksum}",
-        ]
+        ] + (
+            [f"parked:   {self.parked} events behind parked streams (usersvc parked list)"]
+            if self.parked
+            else []
+        )
 
 
 def replay(source: EventSource, request: ReplayRequest) -> ReplaySummary:
@@ -250,6 +260,7 @@ def _build(
             batch_size=request.batch_size,
             batch_wait=math.inf,
             on_commit=tally.add,
+            parking=_parking(request),
         )
     except ProjectionError as exc:
         halted = exc
@@ -275,6 +286,7 @@ def _build(
         bar.elapsed,
         checksum,
         restored,
+        tally.parked,
     )
     _write_manifest(conn, request, summary, halted)
     return summary, halted
@@ -288,13 +300,23 @@ class _Tally:
         self.first: int | None = None
         self.applied = 0
         self.skipped = 0
+        self.parked = 0
 
     def add(self, committed: Committed) -> None:
         if self.first is None:
             self.first = committed.first_position
         self.applied += committed.applied
         self.skipped += committed.skipped
+        self.parked += committed.parked
         self.bar.update(committed.applied + committed.skipped, committed.position)
+
+
+def _parking(request: ReplayRequest) -> Parking | None:
+    if request.park_up_to is None:
+        return None
+    # Replay cannot retry later: the same code refuses the same event again, so park at once.
+    policy = ParkingPolicy(attempts=1, max_streams=request.park_up_to)
+    return Parking(request.schema, request.checkpoint_name, policy)
 
 
 def _check_target(request: ReplayRequest) -> None:
@@ -397,6 +419,7 @@ def _write_manifest(
                     "seconds": round(summary.seconds, 3),
                     "snapshot": request.snapshot.name if request.snapshot else None,
                     "restoredRows": summary.restored_rows,
+                    "parked": summary.parked,
                     "status": "halted" if halted else "finished",
                     "haltedAt": halted.commit_position if halted else None,
                     "haltReason": halted.reason if halted else None,

@@ -12,6 +12,9 @@ it was down. It is `ahead` when its checkpoint is past the newest event of `$all
 lost history the read model was built from (restored from an old backup, a log cut short), and
 nothing new will be projected until positions pass the checkpoint again.
 
+Streams the worker parked at an event it cannot apply (worker/parking.py) make the answer
+`degraded`, with their count, and still 200: every other stream is projected.
+
 The answers name what failed, never how: drivers' messages go to the log.
 """
 
@@ -59,18 +62,23 @@ def _readiness() -> tuple[Response, int]:
     except ApiError as exc:
         checks["eventStore"] = _down(exc)
         problems.append("event_store_unavailable")
+    parked = 0
     try:
         checkpoint = context.users().checkpoint(current_app.config["WORKER_NAME"])
+        parked = context.users().parked_streams(current_app.config["WORKER_NAME"])
         checks["database"] = {"status": "up"}
     except ApiError as exc:
         checks["database"] = _down(exc)
         problems.append("database_unavailable")
     if head is not None and "database_unavailable" not in problems:
         checks["projection"] = _projection(head, checkpoint, problems)
-    status = 200 if not problems else 503
-    return jsonify(
-        {"status": "ok" if not problems else "failing", "problems": problems, "checks": checks}
-    ), status
+    if parked:
+        # Ready all the same (every other stream is projected), but someone should look.
+        checks["parked"] = {"status": "degraded", "streams": parked}
+    status = "failing" if problems else "degraded" if parked else "ok"
+    return jsonify({"status": status, "problems": problems, "checks": checks}), (
+        503 if problems else 200
+    )
 
 
 def _down(exc: ApiError) -> dict[str, Any]:

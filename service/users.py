@@ -70,6 +70,7 @@ class UserRepository:
         model = ReadModel(schema)
         self._get = model.select_user
         self._checkpoint = model.select_checkpoint
+        self._parked = model.count_parked
 
     def get(self, username: str) -> User | None:
         row = self._fetch_one(self._get, username)
@@ -78,6 +79,11 @@ class UserRepository:
     def checkpoint(self, name: str) -> Checkpoint | None:
         row = self._fetch_one(self._checkpoint, name)
         return None if row is None else Checkpoint(int(row[0]), row[1])
+
+    def parked_streams(self, name: str) -> int:
+        """How many streams the projection `name` parked at an event it cannot apply."""
+        row = self._fetch_one(self._parked, name)
+        return 0 if row is None else int(row[0])
 
     def _fetch_one(self, query: sql.Composed, value: str) -> tuple[Any, ...] | None:
         try:

@@ -116,6 +116,12 @@ def register(commands: Any) -> None:
         help="empty the target's read model and replay manifest first, in the same transaction",
     )
     replay.add_argument(
+        "--park",
+        action="store_true",
+        help="park the stream of an event the projection cannot apply and go on, as the live "
+        "worker does (up to WORKER_MAX_PARKED_STREAMS streams), instead of halting there",
+    )
+    replay.add_argument(
         "--projection",
         metavar="MODULE:CLASS",
         help="replay with this projection (a subclass of worker.projection.Projection, e.g. a"
@@ -233,6 +239,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
                     snapshot=args.from_snapshot,
                     force=args.force,
                     projection=projection,
+                    park_up_to=settings.worker_max_parked_streams if args.park else None,
                 ),
             )
         finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 
@@ -75,6 +76,7 @@ def test_bad_events_of_an_old_history_are_parked_and_operable_while_the_worker_r
                 )
                 retried = cli.run("retry", "user-undefined")
                 after = cli.lines("list")
+                ready = readiness(url, pg_url, schema)
         finally:
             client.close()
     names = [name for name, _ in projected(pg_url, schema, "")]
@@ -89,6 +91,22 @@ def test_bad_events_of_an_old_history_are_parked_and_operable_while_the_worker_r
     assert json.loads(retried.stdout)["parked"] is True
     assert [line["stream"] for line in after] == ["user-undefined"]
     assert dict(projected(pg_url, schema, long_name)) == {long_name: behind}
+    # Ready (every other stream is projected) but degraded, with the count.
+    assert ready["status"] == "degraded"
+    assert ready["checks"]["parked"] == {"status": "degraded", "streams": 1}
+
+
+def readiness(esdb_url: str, pg_url: str, schema: str) -> dict[str, Any]:
+    from service.app import close_app, create_app
+
+    app = create_app(settings_for(esdb_url, pg_url, schema))
+    try:
+        answer = app.test_client().get("/readyz")
+        assert answer.status_code == 200, answer.json
+        body: dict[str, Any] = answer.json  # type: ignore[assignment]
+        return body
+    finally:
+        close_app(app)
 
 
 class Operator:

@@ -5,12 +5,17 @@ streams (worker/parking.py, worker/parked.py)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from repro.bundle import write_bundle
+from repro.history import BundleSource
+from repro.replay import ReplayHalted, ReplayRequest, replay
 from tests.fixtures.events import changed, created, malformed
 from tests.fixtures.waiting import read_checkpoint
 from usersvc.records import StoredEvent
@@ -210,3 +215,26 @@ def test_skip_records_who_and_why_then_applies_the_rest_of_the_stream(
         (401, "alice", "written by the old service")
     ]
     assert skipped[0][3]  # why it was parked, kept with it
+
+
+def test_replay_parks_on_request_and_halts_by_default(
+    pg_url: str, schema: str, unique: str, tmp_path: Path
+) -> None:
+    events, bad = stream_history(unique)
+    bundle = tmp_path / "poisoned.bundle"
+    write_bundle(bundle, events, {"source": "test"})
+    target = f"{schema}_parked"
+    request = ReplayRequest(target_url=pg_url, schema=target, checkpoint_name=NAME, batch_size=2)
+    with pytest.raises(ReplayHalted, match="commit position 103"):
+        replay(BundleSource(bundle), request)
+    summary = replay(BundleSource(bundle), replace(request, park_up_to=5, force=True))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        found = rows(conn, target)
+        streams = ParkedStreams(conn, Projection(target, NAME)).streams()
+        (details,) = conn.execute(
+            sql.SQL("SELECT details FROM {}").format(sql.Identifier(target, "replay_manifest"))
+        ).fetchone() or (None,)
+    assert sorted(found) == sorted(f"{u}-{unique}" for u in "abde")
+    assert [(s.stream, s.events) for s in streams] == [(f"user-{bad}", 2)]
+    assert summary.parked == 2
+    assert details["parked"] == 2
