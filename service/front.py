@@ -1,0 +1,323 @@
+"""The HTTP front of `usersvc serve`: whole requests read asynchronously, then handed to threads.
+
+gunicorn runs `FrontWorker` processes (uvicorn's worker for gunicorn, with h11 parsing HTTP/1.1 on
+an asyncio loop). A connection costs a thread only once its request is complete: `Front` reads the
+body on the loop, up to `MAX_BODY_BYTES`, before a2wsgi runs the Flask app in one of the worker's
+threads. So clients that send their request slowly (or never finish it) hold a socket, not a
+thread, and cannot starve the others. A request's head and its body each have `REQUEST_TIMEOUT`
+seconds to arrive.
+
+What the client gets wrong before Flask sees the request is answered here, in the service's JSON
+error shape (`{"error": {"code", "message"}}`) with one of the `REFUSALS` codes, and the connection
+is closed: never a server's plain-text page, nor text quoting the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import h11
+import orjson
+from a2wsgi import WSGIMiddleware
+from flask import Flask
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from service.gunicorn_logs import access_line
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# The request line and headers together, at most (h11's default).
+MAX_HEAD_BYTES = 16 * 1024
+# Seconds a request's head, and then its body, may take to arrive once begun.
+REQUEST_TIMEOUT = 20.0
+# After a body is refused as too large, how much more of it is read (and dropped) so that the
+# client, still sending, reads the answer instead of a reset connection.
+DRAIN_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str
+    message: str
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"code": self.code, "message": self.message}})
+
+    def response(self) -> bytes:
+        """The whole HTTP/1.1 response, which closes the connection."""
+        body = self.body()
+        head = (
+            f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        return head.encode("latin-1") + body
+
+
+MALFORMED = Refusal(400, "malformed_request", "the request is not valid HTTP/1.1")
+HEAD_TOO_LARGE = Refusal(431, "headers_too_large", "the request line and headers are too large")
+TIMED_OUT = Refusal(408, "request_timeout", "the request did not arrive in time")
+INTERNAL = Refusal(500, "internal_error", "internal error; it has been logged")
+
+# Every code this module answers with, for the docs and the tests.
+REFUSALS = (MALFORMED, HEAD_TOO_LARGE, TIMED_OUT, INTERNAL)
+
+
+def too_large(limit: int) -> Refusal:
+    return Refusal(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+
+
+class Front:
+    """The ASGI application gunicorn's workers serve: buffers each request's body on the event
+    loop, then runs `app` (WSGI) in one of `threads` threads; logs one access line a request to
+    `access_log` when given."""
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        threads: int,
+        body_limit: int,
+        access_log: logging.Logger | None,
+        request_timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
+        self.app = app
+        self.body_limit = body_limit
+        self.access_log = access_log
+        self.request_timeout = request_timeout
+        self._threads = WSGIMiddleware(app, workers=threads)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._threads.executor.shutdown(wait=True)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan events, no WebSockets (both are switched off in `FrontWorker`)
+        started = time.monotonic()
+        status = 0
+        sent = 0
+        request_id: str | None = None
+
+        async def answer(message: Message) -> None:
+            nonlocal status, sent, request_id
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.lower() == b"x-request-id":
+                        request_id = value.decode("latin-1")
+            else:
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        refusal = _head_refusal(scope)
+        if refusal is not None:
+            await _refuse(answer, refusal)
+            body = None
+        else:
+            body = await self._body(scope, receive, answer)
+        if body is not None:
+            await self._run(scope, body, receive, answer)
+        if self.access_log is not None and status:
+            headers = dict(scope["headers"])
+            access_line(
+                self.access_log,
+                remote=scope["client"][0] if scope.get("client") else "-",
+                method=scope["method"],
+                path=_path(scope),
+                status=status,
+                seconds=time.monotonic() - started,
+                request_id=request_id,
+                size=sent,
+                user_agent=_text(headers.get(b"user-agent")),
+            )
+
+    async def _body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """The whole body, or None when the client left or was answered here."""
+        declared = _content_length(scope)
+        if declared is not None and declared > self.body_limit:
+            await _refuse(send, too_large(self.body_limit))
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    more = message.get("more_body", False)
+                    if size > self.body_limit:
+                        await _drain(receive, more, DRAIN_BYTES)
+                        await _refuse(send, too_large(self.body_limit))
+                        return None
+                    chunks.append(chunk)
+                    if not more:
+                        return b"".join(chunks)
+        except TimeoutError:
+            await _refuse(send, TIMED_OUT)
+            return None
+
+    async def _run(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        given = False
+
+        async def whole() -> Message:
+            nonlocal given
+            if given:
+                return await receive()  # after the body: only the client leaving
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self._threads(scope, whole, tracked)  # type: ignore[arg-type]
+        except Exception:
+            # Flask answers every error itself; this is a fault of the front, not of a request.
+            logging.getLogger(__name__).exception("the WSGI call failed")
+            if not started:
+                await _refuse(send, INTERNAL)
+
+
+def _head_refusal(scope: Scope) -> Refusal | None:
+    """h11 bounds a head only while it is incomplete: one read can bring a larger whole one.
+    A body framed both by length and by chunks is how requests are smuggled past proxies."""
+    headers = scope["headers"]
+    size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    size += sum(len(name) + len(value) + 4 for name, value in headers)
+    if size > MAX_HEAD_BYTES:
+        return HEAD_TOO_LARGE
+    names = {name for name, _ in headers}
+    if b"content-length" in names and b"transfer-encoding" in names:
+        return MALFORMED
+    return None
+
+
+async def _drain(receive: Receive, more: bool, limit: int) -> None:
+    read = 0
+    while more and read < limit:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        read += len(message.get("body", b""))
+        more = message.get("more_body", False)
+
+
+async def _refuse(send: Send, refusal: Refusal) -> None:
+    body = refusal.body()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": refusal.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # h11 refuses such a request before it gets here
+    return None
+
+
+def _path(scope: Scope) -> str:
+    path = _text(scope.get("raw_path")) or scope["path"]
+    query = _text(scope.get("query_string"))
+    return f"{path}?{query}" if query else path
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode("latin-1") if value else ""
+
+
+class _Connection(h11.Connection):
+    """h11's connection, remembering why it refused the client's bytes (h11 tells whether the
+    head was too large through the error's status hint)."""
+
+    refused: h11.RemoteProtocolError | None = None
+
+    def next_event(self) -> Any:
+        try:
+            return super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.refused = exc
+            raise
+
+
+class FrontProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with JSON refusals and a deadline for each request's head."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limit = self.config.h11_max_incomplete_event_size or MAX_HEAD_BYTES
+        self.conn = _Connection(h11.SERVER, limit)
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._head_cycle: object = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        waiting = cycle is None or cycle.response_complete
+        super().data_received(data)
+        if self.cycle is not cycle:
+            self._disarm_head_deadline()  # a request's head arrived
+        elif waiting and self._head_deadline is None and not self.transport.is_closing():
+            self._arm_head_deadline()  # the first bytes of a next request
+
+    def send_400_response(self, msg: str) -> None:
+        refused = self.conn.refused if isinstance(self.conn, _Connection) else None
+        hint = refused.error_status_hint if refused is not None else 400
+        self._close_with(HEAD_TOO_LARGE if hint == 431 else MALFORMED)
+
+    def _arm_head_deadline(self) -> None:
+        self._head_cycle = self.cycle
+        self._head_deadline = self.loop.call_later(REQUEST_TIMEOUT, self._head_deadline_passed)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_deadline_passed(self) -> None:
+        self._head_deadline = None
+        if self.cycle is self._head_cycle and not self.transport.is_closing():
+            self._close_with(TIMED_OUT)
+
+    def _close_with(self, refusal: Refusal) -> None:
+        """Answer `refusal` unless a response is already under way, and close."""
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            self.transport.write(refusal.response())
+        self.transport.close()
