@@ -90,13 +90,13 @@ class Front:
         threads: int,
         body_limit: int,
         access_log: logging.Logger | None,
-        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self.app = app
         self.body_limit = body_limit
         self.access_log = access_log
-        self.request_timeout = request_timeout
-        self._threads = WSGIMiddleware(app, workers=threads)  # type: ignore[arg-type]
+        # An unbounded queue of response messages: a thread hands its whole response over and is
+        # free, however slowly the client reads it (the loop writes it at the client's pace).
+        self._threads = WSGIMiddleware(app, workers=threads, send_queue_size=0)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._threads.executor.shutdown(wait=True)
@@ -151,7 +151,7 @@ class Front:
         chunks: list[bytes] = []
         size = 0
         try:
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(REQUEST_TIMEOUT):
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
@@ -171,6 +171,13 @@ class Front:
             return None
 
     async def _run(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        # The body is whole now: the app sees its length, however it was framed (a WSGI app
+        # reads no body of unknown length).
+        framing = (b"content-length", b"transfer-encoding")
+        headers = [(name, value) for name, value in scope["headers"] if name not in framing]
+        if len(headers) < len(scope["headers"]):
+            headers.append((b"content-length", str(len(body)).encode()))
+        scope = {**scope, "headers": headers}
         given = False
 
         async def whole() -> Message:
@@ -271,7 +278,11 @@ class _Connection(h11.Connection):
 
 
 class FrontProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with JSON refusals and a deadline for each request's head."""
+    """uvicorn's HTTP/1.1 protocol with JSON refusals and a deadline for each request's head:
+    `REQUEST_TIMEOUT` from the connection's start, or from the first bytes of a request on a
+    kept-alive connection (idle ones are uvicorn's: it closes them after gunicorn's `keepalive`).
+    A request begun and not whole at the deadline is answered 408; a connection that never sent
+    a byte is closed."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -279,6 +290,7 @@ class FrontProtocol(H11Protocol):
         self.conn = _Connection(h11.SERVER, limit)
         self._head_deadline: asyncio.TimerHandle | None = None
         self._head_cycle: object = None
+        self._head_begun = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -290,12 +302,13 @@ class FrontProtocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         cycle = self.cycle
-        waiting = cycle is None or cycle.response_complete
+        if cycle is None or cycle.response_complete:  # bytes of a next request
+            self._head_begun = True
+            if self._head_deadline is None:
+                self._arm_head_deadline()
         super().data_received(data)
         if self.cycle is not cycle:
-            self._disarm_head_deadline()  # a request's head arrived
-        elif waiting and self._head_deadline is None and not self.transport.is_closing():
-            self._arm_head_deadline()  # the first bytes of a next request
+            self._disarm_head_deadline()  # its head is whole
 
     def send_400_response(self, msg: str) -> None:
         refused = self.conn.refused if isinstance(self.conn, _Connection) else None
@@ -313,8 +326,12 @@ class FrontProtocol(H11Protocol):
 
     def _head_deadline_passed(self) -> None:
         self._head_deadline = None
-        if self.cycle is self._head_cycle and not self.transport.is_closing():
+        if self.cycle is not self._head_cycle or self.transport.is_closing():
+            return
+        if self._head_begun:
             self._close_with(TIMED_OUT)
+        else:
+            self.transport.close()
 
     def _close_with(self, refusal: Refusal) -> None:
         """Answer `refusal` unless a response is already under way, and close."""
