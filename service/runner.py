@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
@@ -98,13 +99,14 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Front:
         # Called in each worker after the fork: every worker has its own pool and gRPC channel.
-        access = logging.getLogger("gunicorn.access") if self.settings.access_log else None
-        return Front(
-            create_app(self.settings),
-            threads=self.settings.http_threads,
-            body_limit=MAX_BODY_BYTES,
-            access_log=access,
-        )
+        return front(create_app(self.settings), self.settings)
+
+
+def front(app: Flask, settings: Settings) -> Front:
+    """`app` behind the HTTP front, with `HTTP_THREADS` threads and the access log as
+    `ACCESS_LOG` says."""
+    access = logging.getLogger("gunicorn.access") if settings.access_log else None
+    return Front(app, threads=settings.http_threads, body_limit=MAX_BODY_BYTES, access_log=access)
 
 
 def _close_worker_app(server: Any, worker: Any) -> None:

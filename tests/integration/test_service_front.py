@@ -5,8 +5,10 @@ before Flask sees the request is answered in the JSON error shape."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +19,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+from tests.fixtures.processes import free_port, wait_for_http
 
 StartServe = Callable[..., tuple[str, subprocess.Popen[bytes]]]
 
@@ -238,3 +242,35 @@ def test_a_connection_that_sends_nothing_is_closed_at_the_deadline(
         started = time.monotonic()
         assert sock.recv(65536) == b""
         assert time.monotonic() - started < 5
+
+
+def test_gunicorn_run_by_hand_with_the_front_worker_serves_the_same_front(
+    esdb_url: str, pg_url: str, schema: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "USERSVC_CONFIG": str(tmp_path / "absent.toml"),
+        "ESDB_CONNECTION_STRING": esdb_url,
+        "DATABASE_URL": pg_url,
+        "DATABASE_SCHEMA": schema,
+        "LOG_LEVEL": "WARNING",
+        "METRICS_ENABLED": "false",
+    }
+    command = [
+        *(sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"),
+        *("--worker-class", "service.runner.FrontWorker"),
+        *("--logger-class", "service.gunicorn_logs.GunicornLogger"),
+        "service.wsgi:create_front()",
+    ]
+    process = subprocess.Popen(command, env=env)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/livez", process)
+        answer = exchange(port, b"HELLO\r\n\r\n")
+        assert answer.error_code() == "malformed_request"
+        process.terminate()
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
