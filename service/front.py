@@ -2,33 +2,39 @@
 
 gunicorn runs `FrontWorker` processes (uvicorn's worker for gunicorn, with h11 parsing HTTP/1.1 on
 an asyncio loop). A connection costs a thread only once its request is complete: `Front` reads the
-body on the loop, up to `MAX_BODY_BYTES`, before a2wsgi runs the Flask app in one of the worker's
-threads. So clients that send their request slowly (or never finish it) hold a socket, not a
-thread, and cannot starve the others. A request's head and its body each have `REQUEST_TIMEOUT`
+body on the loop, up to the body limit, before the Flask app runs in one of the worker's threads,
+which hands back the whole response for the loop to write. So clients that send their request
+slowly (or never finish it), or read their response slowly, hold a socket, not a thread, and
+cannot starve the others. A request's head and its body each have `REQUEST_TIMEOUT`
 seconds to arrive.
 
 What the client gets wrong before Flask sees the request is answered here, in the service's JSON
-error shape (`{"error": {"code", "message"}}`) with one of the `REFUSALS` codes, and the connection
-is closed: never a server's plain-text page, nor text quoting the request.
+error shape (`{"error": {"code", "message"}}`) with a stable code (the `Refusal`s below), and the
+connection is closed: never a server's plain-text page, nor text quoting the request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 import h11
 import orjson
-from a2wsgi import WSGIMiddleware
+from a2wsgi.wsgi import build_environ
 from flask import Flask
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from service.gunicorn_logs import access_line
+
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -70,18 +76,20 @@ HEAD_TOO_LARGE = Refusal(431, "headers_too_large", "the request line and headers
 TIMED_OUT = Refusal(408, "request_timeout", "the request did not arrive in time")
 INTERNAL = Refusal(500, "internal_error", "internal error; it has been logged")
 
-# Every code this module answers with, for the docs and the tests.
-REFUSALS = (MALFORMED, HEAD_TOO_LARGE, TIMED_OUT, INTERNAL)
-
 
 def too_large(limit: int) -> Refusal:
     return Refusal(413, "payload_too_large", f"the request body is larger than {limit} bytes")
 
 
 class Front:
-    """The ASGI application gunicorn's workers serve: buffers each request's body on the event
-    loop, then runs `app` (WSGI) in one of `threads` threads; logs one access line a request to
-    `access_log` when given."""
+    """The ASGI application gunicorn's workers serve: reads each request whole on the event loop,
+    then calls `app` (WSGI) in one of `threads` threads, which returns the whole response; logs
+    one access line a request to `access_log` when given.
+
+    One hop to a thread and back per request: a2wsgi's own middleware streams the body and the
+    response between the loop and the thread, message by message, which cost 35 to 50% more CPU
+    per request here (and buys nothing when both are whole). Its `build_environ` makes the
+    environ; responses are small, but for the API document's assets (1.5 MB)."""
 
     def __init__(
         self,
@@ -94,53 +102,61 @@ class Front:
         self.app = app
         self.body_limit = body_limit
         self.access_log = access_log
-        # An unbounded queue of response messages: a thread hands its whole response over and is
-        # free, however slowly the client reads it (the loop writes it at the client's pace).
-        self._threads = WSGIMiddleware(app, workers=threads, send_queue_size=0)  # type: ignore[arg-type]
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="wsgi")
 
     def close(self) -> None:
-        self._threads.executor.shutdown(wait=True)
+        self._threads.shutdown(wait=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # no lifespan events, no WebSockets (both are switched off in `FrontWorker`)
         started = time.monotonic()
-        status = 0
-        sent = 0
-        request_id: str | None = None
+        answered: dict[str, Any] = {"status": 0, "bytes": 0, "request_id": None}
 
         async def answer(message: Message) -> None:
-            nonlocal status, sent, request_id
             if message["type"] == "http.response.start":
-                status = message["status"]
+                answered["status"] = message["status"]
                 for name, value in message.get("headers", ()):
                     if name.lower() == b"x-request-id":
-                        request_id = value.decode("latin-1")
+                        answered["request_id"] = value.decode("latin-1")
             else:
-                sent += len(message.get("body", b""))
+                answered["bytes"] += len(message.get("body", b""))
             await send(message)
 
-        refusal = _head_refusal(scope)
-        if refusal is not None:
-            await _refuse(answer, refusal)
-            body = None
-        else:
-            body = await self._body(scope, receive, answer)
-        if body is not None:
-            await self._run(scope, body, receive, answer)
-        if self.access_log is not None and status:
-            headers = dict(scope["headers"])
+        try:
+            await self._serve(scope, receive, answer)
+        except Exception:
+            # Flask answers every error itself: this is a fault of the front, not of a request.
+            log.exception("the front failed to serve a request")
+            if not answered["status"]:
+                await _refuse(answer, INTERNAL)
+        if self.access_log is not None and answered["status"]:
             access_line(
                 self.access_log,
                 remote=scope["client"][0] if scope.get("client") else "-",
                 method=scope["method"],
                 path=_path(scope),
-                status=status,
+                status=answered["status"],
                 seconds=time.monotonic() - started,
-                request_id=request_id,
-                size=sent,
-                user_agent=_text(headers.get(b"user-agent")),
+                request_id=answered["request_id"],
+                size=answered["bytes"],
+                user_agent=_text(dict(scope["headers"]).get(b"user-agent")),
             )
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = _head_refusal(scope)
+        if refusal is not None:
+            await _refuse(send, refusal)
+            return
+        body = await self._body(scope, receive, send)
+        if body is None:
+            return
+        loop = asyncio.get_running_loop()
+        status, headers, content = await loop.run_in_executor(
+            self._threads, self._call, _environ(scope, body)
+        )
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content, "more_body": False})
 
     async def _body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
         """The whole body, or None when the client left or was answered here."""
@@ -170,37 +186,40 @@ class Front:
             await _refuse(send, TIMED_OUT)
             return None
 
-    async def _run(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
-        # The body is whole now: the app sees its length, however it was framed (a WSGI app
-        # reads no body of unknown length).
-        framing = (b"content-length", b"transfer-encoding")
-        headers = [(name, value) for name, value in scope["headers"] if name not in framing]
-        if len(headers) < len(scope["headers"]):
-            headers.append((b"content-length", str(len(body)).encode()))
-        scope = {**scope, "headers": headers}
-        given = False
+    def _call(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Run the WSGI app (in a thread): its status, headers and whole body."""
+        started: list[tuple[str, list[tuple[str, str]]]] = []
+        written: list[bytes] = []
 
-        async def whole() -> Message:
-            nonlocal given
-            if given:
-                return await receive()  # after the body: only the client leaving
-            given = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
+            started.append((status, headers))
+            return written.append
 
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
+        result = self.app(environ, start_response)
         try:
-            await self._threads(scope, whole, tracked)  # type: ignore[arg-type]
-        except Exception:
-            # Flask answers every error itself; this is a fault of the front, not of a request.
-            logging.getLogger(__name__).exception("the WSGI call failed")
-            if not started:
-                await _refuse(send, INTERNAL)
+            content = b"".join([*written, *result])
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers = started[-1]
+        encoded = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+        return int(status.split(" ", 1)[0]), encoded, content
+
+
+def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
+    """The WSGI environ of a whole request: its body of known length, however it was framed
+    (a WSGI app reads no body of unknown length)."""
+    framing = (b"content-length", b"transfer-encoding")
+    headers = [(name, value) for name, value in scope["headers"] if name not in framing]
+    if len(headers) < len(scope["headers"]):
+        headers.append((b"content-length", str(len(body)).encode()))
+    whole = {**scope, "headers": headers}
+    environ = dict(build_environ(whole, io.BytesIO(body)))  # type: ignore[arg-type]
+    environ["wsgi.errors"] = sys.stderr
+    return environ
 
 
 def _head_refusal(scope: Scope) -> Refusal | None:
