@@ -75,6 +75,7 @@ MALFORMED = Refusal(400, "malformed_request", "the request is not valid HTTP/1.1
 HEAD_TOO_LARGE = Refusal(431, "headers_too_large", "the request line and headers are too large")
 TIMED_OUT = Refusal(408, "request_timeout", "the request did not arrive in time")
 INTERNAL = Refusal(500, "internal_error", "internal error; it has been logged")
+STOPPING = Refusal(503, "shutting_down", "the server is stopping; send the request again")
 
 
 def too_large(limit: int) -> Refusal:
@@ -184,6 +185,11 @@ class Front:
                         return b"".join(chunks)
         except TimeoutError:
             await _refuse(send, TIMED_OUT)
+            return None
+        except asyncio.CancelledError:
+            # The worker is stopping and its graceful time is up: the client is told so, and
+            # the request ends here rather than as a traceback in the log.
+            await _refuse(send, STOPPING)
             return None
 
     def _call(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -55,6 +55,9 @@ class FrontWorker(UvicornWorker):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._server: Server | None = None
+        # Requests still arriving at a graceful stop (a slow client's) are cut off before the
+        # master's `graceful_timeout` runs out and it kills the worker with its exit hooks.
+        self.config.timeout_graceful_shutdown = max(1, int(self.cfg.graceful_timeout) - 3)
         if isinstance(self.log, GunicornLogger):
             self.log.follow_gunicorn()
 
@@ -67,10 +70,13 @@ class FrontWorker(UvicornWorker):  # type: ignore[misc]
             signal.signal(signum, self.handle_exit)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """Stop: gunicorn's SIGTERM (graceful) and its SIGQUIT (after SIGINT to gunicorn)."""
+        """Stop: gunicorn's SIGTERM (graceful) and its SIGQUIT (after SIGINT to gunicorn: at
+        once, not waiting for requests under way)."""
         self.alive = False
         if self._server is not None:
             self._server.should_exit = True
+            if sig == signal.SIGQUIT:
+                self._server.force_exit = True
 
     async def _serve(self) -> None:
         # As uvicorn's worker does, with SIGQUIT stopping the server (uvicorn's worker only marks

@@ -274,3 +274,25 @@ def test_gunicorn_run_by_hand_with_the_front_worker_serves_the_same_front(
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_a_stop_with_slow_clients_under_way_tells_them_and_exits_0_in_time(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    log = tmp_path / "serve.log"
+    base, process = start_serve(False, stderr=log, LOG_LEVEL="INFO")
+    slow = [socket.create_connection(("127.0.0.1", port_of(base)), timeout=20) for _ in range(3)]
+    try:
+        for sock in slow:
+            sock.sendall(POST_HEAD + b"Content-Length: 100\r\n\r\n{")
+        time.sleep(0.5)  # the requests are under way
+        process.terminate()
+        assert process.wait(30) == 100
+        # Within gunicorn's graceful timeout: no worker had to be killed.
+        assert "SIGKILL" not in log.read_text()
+        assert "Worker exiting" in log.read_text()
+        for sock in slow:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 503 ")
+    finally:
+        for sock in slow:
+            sock.close()
