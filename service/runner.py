@@ -58,6 +58,9 @@ class FrontWorker(UvicornWorker):  # type: ignore[misc]
         # Requests still arriving at a graceful stop (a slow client's) are cut off before the
         # master's `graceful_timeout` runs out and it kills the worker with its exit hooks.
         self.config.timeout_graceful_shutdown = max(1, int(self.cfg.graceful_timeout) - 3)
+        # uvicorn calls `callback_notify` this often (seconds): gunicorn's heartbeat, and the
+        # check that the master is still there.
+        self.config.timeout_notify = 1
         if isinstance(self.log, GunicornLogger):
             self.log.follow_gunicorn()
 
@@ -77,6 +80,15 @@ class FrontWorker(UvicornWorker):  # type: ignore[misc]
             self._server.should_exit = True
             if sig == signal.SIGQUIT:
                 self._server.force_exit = True
+
+    async def callback_notify(self) -> None:
+        """Heartbeat; and stop once the master is gone (killed with SIGKILL, it cannot stop its
+        workers, which would keep serving, and holding the port, on their own)."""
+        self.notify()
+        if self.ppid != os.getppid() and self._server is not None and self.alive:
+            self.log.info("the master %s is gone: stopping", self.ppid)
+            self.alive = False
+            self._server.should_exit = True
 
     async def _serve(self) -> None:
         # As uvicorn's worker does, with SIGQUIT stopping the server (uvicorn's worker only marks

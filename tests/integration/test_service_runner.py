@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 
 from service.app import close_app, create_app
-from tests.fixtures.processes import children_of, wait_for_any_exit
+from tests.fixtures.processes import children_of, wait_for_all_exit, wait_for_any_exit
 from usersvc.settings import Settings
 
 
@@ -61,6 +61,19 @@ def test_a_gunicorn_worker_leaving_keeps_the_metrics_folder_of_the_others(
     assert 'route="/livez"' in scraped, "the remaining worker's samples are gone"
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 100
+
+
+def test_gunicorn_workers_stop_when_their_master_is_killed(
+    start_serve: Callable[..., tuple[str, subprocess.Popen[bytes]]],
+) -> None:
+    """A master killed with SIGKILL cannot stop its workers: they notice and stop themselves,
+    rather than serving on, and holding the port, with no master."""
+    _, process = start_serve(False)
+    workers = children_of(process.pid)
+    assert workers, "gunicorn started no worker"
+    process.kill()
+    process.wait(10)
+    wait_for_all_exit(workers, timeout=15)
 
 
 def set_checkpoint(pg_url: str, schema: str, position: int, age_seconds: float) -> None:
