@@ -2,18 +2,21 @@
 
 `GunicornLogger` hands both of gunicorn's loggers to the root logger's handler, which
 `usersvc.logs.configure_logging` set up with the `LOG_FORMAT` formatter: so gunicorn's lines are
-text or JSON like every other line, name their process, and are redacted the same way. Its access
-line is built from a few fields instead of gunicorn's full set of Apache atoms (which costs more
-than the request it describes); in JSON each field is its own key.
+text or JSON like every other line, name their process, and are redacted the same way. The HTTP
+front (`service.front`) writes the access lines, one a request, to gunicorn's access logger through
+`access_line`: a few fields instead of gunicorn's full set of Apache atoms; in JSON each field is
+its own key.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from gunicorn.glogging import Logger
+
+# The loggers uvicorn writes its own lines to (its access log is off: `access_line` writes them).
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
 
 
 class GunicornLogger(Logger):  # type: ignore[misc]
@@ -28,42 +31,59 @@ class GunicornLogger(Logger):  # type: ignore[misc]
                 log.removeHandler(handler)
             log.propagate = True
 
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
-        if not self.access_log_enabled or not self.access_log.isEnabledFor(logging.INFO):
-            return
-        status = resp.status
-        if isinstance(status, str):
-            status = status.split(None, 1)[0]
-        method = environ.get("REQUEST_METHOD", "-")
-        path = environ.get("RAW_URI") or environ.get("PATH_INFO", "-")
-        milliseconds = request_time.total_seconds() * 1000
-        remote = environ.get("REMOTE_ADDR", "-")
-        # A record made here rather than through `info()`: logging's look-up of the caller's
-        # frame would cost more than the rest of the line.
-        record = self.access_log.makeRecord(
-            self.access_log.name,
-            logging.INFO,
-            __file__,
-            0,
-            "%s %s %s %s %.2f ms",
-            (remote, method, path, status, milliseconds),
-            None,
-            extra={
-                "request_id": _header(resp.headers, "x-request-id"),
-                "remote_addr": remote,
-                "method": method,
-                "path": path,
-                "status": int(status),
-                "duration_ms": round(milliseconds, 3),
-                "bytes": getattr(resp, "sent", None),
-                "user_agent": environ.get("HTTP_USER_AGENT"),
-            },
-        )
-        self.access_log.handle(record)
+    def follow_gunicorn(self) -> None:
+        """uvicorn's loggers write where gunicorn's error log does, at its level (uvicorn's
+        worker gives them the error log's handlers and stops their propagation, which loses
+        every line once `setup` handed those to the root logger)."""
+        for name in UVICORN_LOGGERS:
+            log = logging.getLogger(name)
+            log.handlers = list(self.error_log.handlers)
+            log.setLevel(self.error_log.level)
+            log.propagate = self.error_log.propagate
+            log.addFilter(_plain)
 
 
-def _header(headers: Any, name: str) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return str(value)
-    return None
+def _plain(record: logging.LogRecord) -> bool:
+    """Drops the copy with terminal colours uvicorn adds to some of its lines."""
+    record.__dict__.pop("color_message", None)
+    return True
+
+
+def access_line(
+    log: logging.Logger,
+    *,
+    remote: str,
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    request_id: str | None,
+    size: int,
+    user_agent: str,
+) -> None:
+    """One access line at INFO, when `log` is enabled for it."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    milliseconds = seconds * 1000
+    # A record made here rather than through `info()`: logging's look-up of the caller's
+    # frame would cost more than the rest of the line.
+    record = log.makeRecord(
+        log.name,
+        logging.INFO,
+        __file__,
+        0,
+        "%s %s %s %s %.2f ms",
+        (remote, method, path, status, milliseconds),
+        None,
+        extra={
+            "request_id": request_id,
+            "remote_addr": remote,
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(milliseconds, 3),
+            "bytes": size,
+            "user_agent": user_agent or None,
+        },
+    )
+    log.handle(record)

@@ -1,10 +1,15 @@
 """`usersvc serve`: gunicorn in production, Flask's debug server in development.
 
 `serve` blocks until SIGTERM or SIGINT and returns 0 after a clean stop, in both modes.
+
+gunicorn manages the processes (one per core, metrics added up across them, graceful stops); each
+runs `FrontWorker`, whose event loop reads requests whole before the Flask app sees them in one
+of its threads (`service.front`), so slow clients hold sockets rather than threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -19,8 +24,12 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from uvicorn.server import Server
+from uvicorn_worker import UvicornWorker
 
-from service.app import close_app, create_app
+from service.app import MAX_BODY_BYTES, close_app, create_app
+from service.front import MAX_HEAD_BYTES, Front, FrontProtocol
 from service.gunicorn_logs import GunicornLogger
 from service.metrics import MULTIPROC_ENV
 from usersvc.settings import Settings
@@ -28,7 +37,72 @@ from usersvc.tokens import load_private_key
 
 log = logging.getLogger(__name__)
 
-# gthread workers: each request mostly waits on gRPC or PostgreSQL, so threads overlap well.
+
+class FrontWorker(UvicornWorker):  # type: ignore[misc]
+    """uvicorn's worker for gunicorn, parsing HTTP/1.1 with h11 on an asyncio loop: no
+    WebSockets, no lifespan events, no `Server` header; `Front` writes the access lines."""
+
+    CONFIG_KWARGS: dict[str, Any] = {  # noqa: RUF012 (uvicorn's worker declares it so)
+        "loop": "asyncio",
+        "http": FrontProtocol,
+        "ws": "none",
+        "lifespan": "off",
+        "access_log": False,
+        "server_header": False,
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._server: Server | None = None
+        # Requests still arriving at a graceful stop (a slow client's) are cut off before the
+        # master's `graceful_timeout` runs out and it kills the worker with its exit hooks.
+        self.config.timeout_graceful_shutdown = max(1, int(self.cfg.graceful_timeout) - 3)
+        # uvicorn calls `callback_notify` this often (seconds): gunicorn's heartbeat, and the
+        # check that the master is still there.
+        self.config.timeout_notify = 1
+        if isinstance(self.log, GunicornLogger):
+            self.log.follow_gunicorn()
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        # uvicorn stops on SIGTERM and SIGINT while it serves, then raises the signal again once
+        # it has stopped: here that only marks the worker as stopping, so it returns and
+        # gunicorn's exit hooks (`_close_worker_app`) run, instead of dying of the signal.
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(signum, self.handle_exit)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Stop: gunicorn's SIGTERM (graceful) and its SIGQUIT (after SIGINT to gunicorn: at
+        once, not waiting for requests under way)."""
+        self.alive = False
+        if self._server is not None:
+            self._server.should_exit = True
+            if sig == signal.SIGQUIT:
+                self._server.force_exit = True
+
+    async def callback_notify(self) -> None:
+        """Heartbeat; and stop once the master is gone (killed with SIGKILL, it cannot stop its
+        workers, which would keep serving, and holding the port, on their own)."""
+        self.notify()
+        if self.ppid != os.getppid() and self._server is not None and self.alive:
+            self.log.info("the master %s is gone: stopping", self.ppid)
+            self.alive = False
+            self._server.should_exit = True
+
+    async def _serve(self) -> None:
+        # As uvicorn's worker does, with SIGQUIT stopping the server (uvicorn's worker only marks
+        # the worker as stopping, which its server never reads).
+        if not self.alive:
+            return  # told to stop while the app was loading
+        self.config.app = self.wsgi
+        self._server = Server(config=self.config)
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGQUIT, self.handle_exit, signal.SIGQUIT, None
+        )
+        await self._server.serve(sockets=self.sockets)
+        if not self._server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -41,15 +115,23 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Flask:
+    def load(self) -> Front:
         # Called in each worker after the fork: every worker has its own pool and gRPC channel.
-        return create_app(self.settings)
+        return front(create_app(self.settings), self.settings)
+
+
+def front(app: Flask, settings: Settings) -> Front:
+    """`app` behind the HTTP front, with `HTTP_THREADS` threads and the access log as
+    `ACCESS_LOG` says."""
+    access = logging.getLogger("gunicorn.access") if settings.access_log else None
+    return Front(app, threads=settings.http_threads, body_limit=MAX_BODY_BYTES, access_log=access)
 
 
 def _close_worker_app(server: Any, worker: Any) -> None:
-    app = getattr(worker, "wsgi", None)
-    if isinstance(app, Flask):
-        close_app(app)
+    front = getattr(worker, "wsgi", None)
+    if isinstance(front, Front):
+        front.close()
+        close_app(front.app)
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -61,14 +143,13 @@ def _child_exit(server: Any, worker: Any) -> None:
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
-    """By default one worker per core (at least 2), gthread; gunicorn's lines in the process's
-    log format, its access log as `ACCESS_LOG` says."""
+    """By default one worker per core (at least 2), each a `FrontWorker`; gunicorn's lines in the
+    process's log format, the access log as `ACCESS_LOG` says."""
     cores = os.cpu_count() or 1
     return {
         "bind": f"{settings.http_host}:{settings.http_port}",
         "workers": settings.http_workers or max(2, cores),
-        "worker_class": "gthread",
-        "threads": settings.http_threads,
+        "worker_class": FrontWorker,
         "timeout": 30,
         "graceful_timeout": 10,
         "keepalive": 5,

@@ -7,7 +7,8 @@ child that dies stops the rest, so nothing runs half-up. Data persists between r
 
 Each child names itself in its log lines (`emulator`, `migrate`, `service`, `worker`; this process
 is `dev`). The embedded PostgreSQL's own start-up and shutdown lines go to `postgres.log` in the
-data directory, not to the terminal.
+data directory, not to the terminal. What it prints itself shows no password (`shown`); its log
+lines, and its children's, are redacted by the log format.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from usersvc.logformat import redact
 from usersvc.logs import FORMAT
 from usersvc.settings import Settings
 from usersvc_cli.database import check_postgres
@@ -278,13 +281,26 @@ def _announce(
         "\nusersvc dev is up. Ctrl-C stops everything; data persists in "
         f"{data_dir}\n"
         f"  HTTP API      {base}\n"
-        f"  EventStoreDB  {esdb_url}  (emulator)\n"
-        f"  PostgreSQL    {database_url}  ({db_label}; schema {settings.database_schema})\n"
+        f"  EventStoreDB  {shown(esdb_url)}  (emulator)\n"
+        f"  PostgreSQL    {shown(database_url)}  ({db_label}; schema {settings.database_schema})\n"
         f"Try:\n  curl -si -XPOST {base}/users -H 'Content-Type: application/json' "
         '-d \'{"username": "donald-le", "fullName": "Donald Le"}\'\n'
         f"  curl -s {base}/users/donald-le\n\n"
     )
     sys.stdout.flush()
+
+
+def shown(url: str) -> str:
+    """`url` as `usersvc dev` prints it: with its password masked as in log lines, if it has
+    one. An empty password (the embedded PostgreSQL's `postgres:@`) hides nothing and stays, so
+    the URL still works when copied."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password or "password" in url.lower():
+        return redact(url)
+    return url
 
 
 def _describe(child: subprocess.Popen[bytes]) -> str:

@@ -13,6 +13,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -29,7 +30,12 @@ class DevProcess:
     (kept in `output`), with its announcement parsed from it."""
 
     def __init__(
-        self, data_dir: Path, http_port: int, esdb_port: int, log_level: str = "WARNING"
+        self,
+        data_dir: Path,
+        http_port: int,
+        esdb_port: int,
+        log_level: str = "WARNING",
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         env = {
             k: v
@@ -37,6 +43,7 @@ class DevProcess:
             if k not in {"DATABASE_URL", "DATABASE_SCHEMA", "ESDB_CONNECTION_STRING"}
         }
         env.update({"USERSVC_CONFIG": str(ROOT / "config.toml"), "LOG_LEVEL": log_level})
+        env.update(extra_env or {})
         self.env = env
         self.data_dir = data_dir
         self.process = subprocess.Popen(
@@ -132,8 +139,8 @@ def start_dev(dev_ports: tuple[int, int]) -> Iterator[object]:
     root = Path(tempfile.mkdtemp(prefix="usersvc-dev-"))
     started: list[DevProcess] = []
 
-    def start(log_level: str = "WARNING") -> DevProcess:
-        dev = DevProcess(root / "dev", *dev_ports, log_level)
+    def start(log_level: str = "WARNING", extra_env: dict[str, str] | None = None) -> DevProcess:
+        dev = DevProcess(root / "dev", *dev_ports, log_level, extra_env)
         started.append(dev)
         return dev
 
@@ -228,3 +235,31 @@ def test_dev_names_each_process_in_its_log_lines_and_keeps_postgres_start_up_in_
     assert len(before) <= 20, "".join(before)
     log_path = Path(re.findall(r"its log in (\S+?);", dev.database_label)[0])
     assert "pgserver" in log_path.read_text()
+
+
+def with_password(url: str, password: str) -> str:
+    """`url` with `password` in it (PostgreSQL's trust authentication, as the test servers
+    use, accepts any), or `url` itself when it already has one."""
+    parts = urlsplit(url)
+    if parts.password:
+        return url
+    netloc = f"{parts.username or 'postgres'}:{password}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@pytest.mark.slow
+def test_dev_shows_no_password_in_anything_it_prints(start_dev, pg_url: str, unique: str) -> None:  # type: ignore[no-untyped-def]
+    url = with_password(pg_url, f"dev-secret-{unique}")
+    secret = urlsplit(url).password
+    assert secret
+    dev = start_dev(
+        log_level="DEBUG", extra_env={"DATABASE_URL": url, "DATABASE_SCHEMA": f"dev_{unique}"}
+    )
+    created = httpx.post(
+        f"{dev.base_url}/users", json={"username": f"pw-{unique}", "fullName": "Masked"}
+    )
+    assert created.status_code == 201, created.text
+    assert dev.interrupt() == 0
+    assert secret not in dev.database_url
+    assert ":***@" in dev.database_url
+    assert [line for line in dev.output if secret in line] == []

@@ -5,12 +5,9 @@ Also `/health` against the real emulator and PostgreSQL, with checkpoint rows wr
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -18,47 +15,8 @@ import pytest
 from psycopg import sql
 
 from service.app import close_app, create_app
-from tests.fixtures.processes import children_of, free_port, wait_for_any_exit, wait_for_http
+from tests.fixtures.processes import children_of, wait_for_all_exit, wait_for_any_exit
 from usersvc.settings import Settings
-
-
-@pytest.fixture
-def start_serve(
-    esdb_url: str, pg_url: str, schema: str, tmp_path: Path
-) -> Iterator[Callable[..., tuple[str, subprocess.Popen[bytes]]]]:
-    """Start `serve(load_settings(), debug=...)` in a child that exits with 100 + its result;
-    `extra` adds to its environment."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(debug: bool, **extra: str) -> tuple[str, subprocess.Popen[bytes]]:
-        port = free_port()
-        env = {
-            **os.environ,
-            "USERSVC_CONFIG": str(tmp_path / "absent.toml"),
-            "ESDB_CONNECTION_STRING": esdb_url,
-            "DATABASE_URL": pg_url,
-            "DATABASE_SCHEMA": schema,
-            "HTTP_PORT": str(port),
-            "LOG_LEVEL": "WARNING",
-            **extra,
-        }
-        code = (
-            "import sys\n"
-            "from service.runner import serve\n"
-            "from usersvc.settings import load_settings\n"
-            f"sys.exit(100 + serve(load_settings(), debug={debug!r}))\n"
-        )
-        process = subprocess.Popen([sys.executable, "-c", code], env=env)
-        started.append(process)
-        base = f"http://127.0.0.1:{port}"
-        wait_for_http(f"{base}/health", process)
-        return base, process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
 
 
 @pytest.mark.parametrize(
@@ -103,6 +61,19 @@ def test_a_gunicorn_worker_leaving_keeps_the_metrics_folder_of_the_others(
     assert 'route="/livez"' in scraped, "the remaining worker's samples are gone"
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 100
+
+
+def test_gunicorn_workers_stop_when_their_master_is_killed(
+    start_serve: Callable[..., tuple[str, subprocess.Popen[bytes]]],
+) -> None:
+    """A master killed with SIGKILL cannot stop its workers: they notice and stop themselves,
+    rather than serving on, and holding the port, with no master."""
+    _, process = start_serve(False)
+    workers = children_of(process.pid)
+    assert workers, "gunicorn started no worker"
+    process.kill()
+    process.wait(10)
+    wait_for_all_exit(workers, timeout=15)
 
 
 def set_checkpoint(pg_url: str, schema: str, position: int, age_seconds: float) -> None:

@@ -66,6 +66,22 @@ def test_app_services_use_the_original_variable_names(compose: dict[str, Any]) -
         assert env["DATABASE_SCHEMA"] == "eventsourcing"
 
 
+def test_compose_publishes_only_the_http_api(compose: dict[str, Any]) -> None:
+    published = {name: s["ports"] for name, s in compose["services"].items() if "ports" in s}
+    assert published == {"service": ["5000:5000"]}
+
+
+def test_the_debug_override_publishes_the_rest_on_loopback_only() -> None:
+    debug: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.debug.yml").read_text())
+    ports = {name: s["ports"] for name, s in debug["services"].items()}
+    assert ports == {
+        "eventstore": ["127.0.0.1:2113:2113"],
+        "postgres": ["127.0.0.1:5432:5432"],
+        "worker": ["127.0.0.1:9101:9101"],
+    }
+    assert set(debug) == {"services"}
+
+
 def test_every_named_volume_is_declared_and_used(compose: dict[str, Any]) -> None:
     used = {
         mount.split(":", 1)[0]
