@@ -204,8 +204,10 @@ def _source_failure(cause: BaseException) -> Exception:
         return cause
     if isinstance(cause, SourceUnavailable) and not isinstance(cause, SourceLost):
         return ReplayError(f"{cause}; {_NOTHING_WRITTEN}")  # a damaged bundle: input to refuse
+    # A lost server says what happened; anything else (a bug, memory) is named by its type too.
+    what = str(cause) if isinstance(cause, SourceLost) else f"{type(cause).__name__}: {cause}"
     return ReplayFailed(
-        f"the source failed while it was read: {cause}; {_NOTHING_WRITTEN}:"
+        f"the source failed while it was read: {what.rstrip(': ')}; {_NOTHING_WRITTEN}:"
         " run the same command again when the source is back"
     )
 

@@ -27,7 +27,7 @@ from psycopg import sql
 from repro.bundle import write_bundle
 from repro.cutoff import ReplayError
 from repro.history import BundleSource
-from repro.replay import ReplayHalted, ReplayRequest, ReplaySummary, replay
+from repro.replay import ReplayFailed, ReplayHalted, ReplayRequest, ReplaySummary, replay
 from tests.fixtures.cli import start_usersvc
 from tests.fixtures.processes import free_port, wait_for_line
 from tests.fixtures.stalling import GO_ON, SPEC, STALLED
@@ -209,6 +209,31 @@ def test_a_source_that_dies_midway_stops_the_replay_partway_and_nothing_is_writt
     assert lines[0].endswith(
         "nothing was written (the replay is one transaction, rolled back): run the same command"
         " again when the source is back"
+    )
+    assert not schema_exists(pg_url, target)
+
+
+class RunsOutOfMemory(BundleSource):
+    """A bundle source whose reading fails unforeseen (as a `MemoryError`) after ten events."""
+
+    def events(self, after: int | None) -> Iterator[StoredEvent]:
+        for count, event in enumerate(super().events(after)):
+            if count == 10:
+                raise MemoryError
+            yield event
+
+
+def test_a_source_failing_unforeseen_is_stopped_partway_naming_the_error(
+    bundle: Path, pg_url: str, unique: str
+) -> None:
+    target = f"u_{unique}"
+    with pytest.raises(ReplayFailed) as failed:
+        replay(
+            RunsOutOfMemory(bundle),
+            ReplayRequest(target_url=pg_url, schema=target, checkpoint_name=WORKER),
+        )
+    assert str(failed.value).startswith(
+        "the source failed while it was read: MemoryError; nothing was written"
     )
     assert not schema_exists(pg_url, target)
 
