@@ -9,10 +9,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,78 +19,21 @@ import httpx
 import pytest
 
 from tests.fixtures.processes import free_port, wait_for_http
+from tests.fixtures.slow_clients import (
+    POST_HEAD,
+    PROBE_BOUND,
+    PROBES,
+    SLOW_CLIENTS,
+    trickling,
+)
 
 StartServe = Callable[..., tuple[str, subprocess.Popen[bytes]]]
-
-SLOW_CLIENTS = 50
-# Each slow client sends one byte this often; probes must answer well within it.
-SLOW_INTERVAL = 1.0
-PROBES = 10
-PROBE_BOUND = 2.0
-POST_HEAD = b"POST /users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
 
 
 def port_of(base: str) -> int:
     port = urlsplit(base).port
     assert port is not None
     return port
-
-
-@dataclass
-class SlowClient:
-    """A connection that sends `head` at once, then `trickle` one byte every SLOW_INTERVAL."""
-
-    sock: socket.socket
-    trickle: bytes
-    sent: int = 0
-
-
-def slow_clients(port: int) -> list[SlowClient]:
-    """A mix of the slow clients a server meets: heads, bodies of a declared length, chunked
-    bodies, each trickling in; and readers that never read a large response."""
-    kinds: list[tuple[bytes, bytes]] = [
-        (b"", b"GET /livez HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 200),
-        (POST_HEAD + b"Content-Length: 200\r\n\r\n", b"{" + b" " * 199),
-        (POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n", b"1\r\n \r\n" * 40),
-        (b"GET /docs/swagger-ui-bundle.js HTTP/1.1\r\nHost: t\r\n\r\n" * 3, b""),
-    ]
-    clients = []
-    for i in range(SLOW_CLIENTS):
-        head, trickle = kinds[i % len(kinds)]
-        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        if head:
-            sock.sendall(head)
-        clients.append(SlowClient(sock, trickle))
-    return clients
-
-
-@contextmanager
-def trickling(port: int) -> Iterator[list[SlowClient]]:
-    """SLOW_CLIENTS connections, each sending a byte every SLOW_INTERVAL until the block ends."""
-    clients = slow_clients(port)
-    stop = threading.Event()
-
-    def trickle() -> None:
-        while not stop.wait(SLOW_INTERVAL):
-            for client in clients:
-                if client.sent < len(client.trickle):
-                    try:
-                        client.sock.send(client.trickle[client.sent : client.sent + 1])
-                    except OSError:
-                        continue  # the server gave up on it: that is allowed
-                    client.sent += 1
-
-    thread = threading.Thread(target=trickle, daemon=True)
-    thread.start()
-    try:
-        time.sleep(2 * SLOW_INTERVAL)  # every slow client has begun its request
-        yield clients
-    finally:
-        stop.set()
-        thread.join(10)
-        for client in clients:
-            client.sock.close()
 
 
 def test_fifty_slow_clients_leave_the_server_answering_everyone_else(
