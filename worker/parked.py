@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from psycopg import sql
@@ -149,7 +148,7 @@ def _stored(row: tuple[Any, ...]) -> StoredEvent:
         commit_position=position,
         stream=stream,
         revision=revision,
-        event_id=event_id if isinstance(event_id, UUID) else UUID(str(event_id)),
+        event_id=event_id,
         type=type_,
         data=bytes(data),
         metadata=bytes(metadata),

@@ -30,6 +30,7 @@ from repro.export import export
 from repro.history import BundleSource, EsdbSource, SourceUnavailable
 from repro.replay import ReplayRequest, replay
 from repro.snapshot import take_snapshot
+from tests.fixtures.history import schema_exists
 from tests.fixtures.waiting import wait_for_checkpoint
 from usersvc.events import STREAM_PREFIX, UserCreated, encode_user_created, stream_name
 from usersvc.settings import Settings
@@ -59,15 +60,6 @@ TOTAL = 30
 def rows(pg_url: str, schema: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(pg_url) as conn:
         return conn.execute(ROWS.format(sql.Identifier(schema, "user"))).fetchall()
-
-
-def schema_exists(pg_url: str, schema: str) -> bool:
-    with psycopg.connect(pg_url) as conn:
-        row = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = %s)",
-            (schema,),
-        ).fetchone()
-    return bool(row and row[0])
 
 
 def append_users(client: EventStoreDBClient, names: list[str]) -> None:

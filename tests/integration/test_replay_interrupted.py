@@ -29,6 +29,7 @@ from repro.cutoff import ReplayError
 from repro.history import BundleSource
 from repro.replay import ReplayFailed, ReplayHalted, ReplayRequest, ReplaySummary, replay
 from tests.fixtures.cli import start_usersvc
+from tests.fixtures.history import schema_exists
 from tests.fixtures.processes import free_port, wait_for_line
 from tests.fixtures.stalling import GO_ON, SPEC, STALLED
 from usersvc.events import UserCreated, encode_user_created, stream_name
@@ -100,15 +101,6 @@ def finish(process: subprocess.Popen[bytes]) -> tuple[int, list[str]]:
         process.communicate()
         raise
     return process.returncode, [line for line in err.decode().splitlines() if line.strip()]
-
-
-def schema_exists(pg_url: str, schema: str) -> bool:
-    with psycopg.connect(pg_url) as conn:
-        row = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = %s)",
-            (schema,),
-        ).fetchone()
-    return bool(row and row[0])
 
 
 def table(pg_url: str, schema: str, query: str) -> list[tuple[Any, ...]]:

@@ -21,6 +21,7 @@ from repro.cutoff import ReplayError, UntilPosition
 from repro.history import BundleSource
 from repro.replay import ReplayRequest, ReplaySummary, replay
 from repro.snapshot import SnapshotError, check_snapshot, schema_version, take_snapshot
+from tests.fixtures.history import schema_exists
 from usersvc.events import UserCreated, encode_user_created, stream_name
 from usersvc.records import StoredEvent
 
@@ -73,15 +74,6 @@ def snapshot(bundle: Path, pg_url: str, unique: str, tmp_path: Path) -> Path:
     path = tmp_path / "half.snapshot"
     take_snapshot(pg_url, f"sa_{unique}", WORKER, path)
     return path
-
-
-def schema_exists(pg_url: str, schema: str) -> bool:
-    with psycopg.connect(pg_url) as conn:
-        row = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = %s)",
-            (schema,),
-        ).fetchone()
-    return bool(row and row[0])
 
 
 def test_a_snapshot_holds_the_rows_the_checkpoint_and_the_schema_version(
